@@ -1,0 +1,49 @@
+# Every target that needs Python depends on `setup`, so a fresh clone needs no manual step.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+UNAME  := $(shell uname -s)
+# The CPU build of torch that Linux machines here carry locally; an unpinned torch
+# would pull a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.13.0
+
+INPUT   ?= dataengine/sample_data
+OUT     ?= shards
+WORKERS ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-slow bench lint shards clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) ## create .venv and install the project (idempotent)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required, found " + sys.version)'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+ifeq ($(UNAME),Linux)
+	$(PY) -m pip install -q $(TORCH_PIN)
+endif
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+test: setup ## run the quick CPU test suite (under ~10 minutes on 2 cores)
+	$(PY) -m pytest -q -n 2 -m "not slow"
+
+test-slow: setup ## run the slow checks too
+	$(PY) -m pytest -q -n 2
+
+bench: setup ## print the benchmark tables (labelers, data engine)
+	$(PY) bench/bench_labelers.py
+
+lint: setup ## ruff over the whole project
+	$(VENV)/bin/ruff check .
+
+shards: setup ## build labelled shards: make shards [INPUT=files-or-dirs] [OUT=shards] [WORKERS=2]
+	$(PY) -m dataengine.build $(INPUT) --out $(OUT) --workers $(WORKERS) --config config.yaml
+
+clean: ## remove built shards and caches (keeps .venv)
+	rm -rf $(OUT)/train $(OUT)/val $(OUT)/val.zarr $(OUT)/manifest.json $(OUT)/skipped.log $(OUT)/.work
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -1,0 +1,220 @@
+"""The shard format: one module that the writer, the reader, the inspection tools and
+the trainer all import.
+
+A shard is a WebDataset ``.tar``. Each tar member is one *block*: up to
+``BLOCK_RECORDS`` consecutive records (in game order, which compresses 3x better
+than shuffled records) stored as columns. A member is named ``<key>.cols.zst``;
+its bytes are one zstd frame whose payload is::
+
+    uint32 little-endian header length H | H bytes of JSON header | column bytes
+
+The JSON header holds the format and label-spec versions, the record count
+``n``, the column table (name, dtype, per-record shape, byte offset) and the
+block's table of distinct puzzle-theme strings. Each column is stored
+*transposed* (feature-major: all records' plane 0, then all records' plane 1, ...)
+so that the slowly changing sequences along a game sit next to each other.
+Everything is plain numbers and JSON: no pickle anywhere.
+
+Records are in *canonical orientation* (LABELS.md section 1): the side to move is
+White; positions with Black to move are stored mirrored. Every value that has a
+point of view (result, teacher eval) is from the side to move's view.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+
+FORMAT_VERSION = 1
+LABEL_SPEC_VERSION = 1  # the version of shared/LABELS.md the masks follow
+
+MEMBER_EXT = "cols.zst"
+BLOCK_RECORDS = 2048
+ZSTD_LEVEL = 9
+
+NO_MOVE = 0xFFFF  # the `move` / `teacher_move` value when no move is known
+TEACHER_CP_LIMIT = 15_000  # centipawn evals are clamped to +-this
+
+# `flags` bits
+HAS_MOVE = 1 << 0
+HAS_RESULT = 1 << 1
+HAS_TEACHER_EVAL = 1 << 2
+HAS_TEACHER_MOVE = 1 << 3
+MIRRORED = 1 << 4  # the real side to move was Black: the stored position is board.mirror()
+
+# `castling` bits, canonical: "us" is the side to move
+CASTLE_US_KING = 1 << 0
+CASTLE_US_QUEEN = 1 << 1
+CASTLE_THEM_KING = 1 << 2
+CASTLE_THEM_QUEEN = 1 << 3
+
+SOURCES = ("pgn", "puzzle", "opening", "fen")
+BUCKETS = ("openings", "king_safety", "endgames", "tactical", "positional")
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # numpy dtype string, little-endian
+    shape: tuple[int, ...]  # per-record shape; () for a scalar
+    doc: str
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("planes", "<u8", (12,), "piece bitboards P N B R Q K (us), then p n b r q k (them)"),
+    Column("labels", "<u8", (20,), "the 20 SSL masks in labelers.MASK_NAMES order"),
+    Column("castling", "u1", (), "CASTLE_* bits"),
+    Column("ep_file", "i1", (), "file 0-7 of a legal en-passant capture square, -1 none"),
+    Column("halfmove", "<u2", (), "halfmove clock"),
+    Column("ply", "<u2", (), "ply of the position in its game/line (0 = first position)"),
+    Column("move", "<u2", (), "target move as a policy index (dataengine.policy), NO_MOVE none"),
+    Column("result", "i1", (), "game result for the side to move: 1 win, 0 draw, -1 loss"),
+    Column("teacher_cp", "<i2", (), "engine eval, centipawns, side to move's view"),
+    Column("teacher_mate", "<i2", (), "engine mate distance in moves, side to move's view, 0 none"),
+    Column("teacher_move", "<u2", (), "engine best move as a policy index, NO_MOVE none"),
+    Column("flags", "u1", (), "HAS_* presence bits"),
+    Column("source", "u1", (), "index into SOURCES"),
+    Column("file_id", "<u2", (), "index into the manifest's input files"),
+    Column("game_id", "<u8", (), "64-bit hash of the game's identity (splits never cut a game)"),
+    Column("bucket", "u1", (), "index into BUCKETS"),
+    Column("rating", "<u2", (), "puzzle rating, 0 none"),
+    Column("themes_id", "<u2", (), "index into the block header's `themes` table"),
+)
+COLUMN_BY_NAME = {c.name: c for c in COLUMNS}
+
+Block = dict[str, np.ndarray]
+"""A decoded block: column name -> array of shape (n, *column.shape), plus
+``themes``: an object-free numpy array of str (dtype ``<U...``) of length n."""
+
+
+class ShardFormatError(ValueError):
+    """A block that cannot be decoded: corrupt, truncated, or of another version."""
+
+
+def empty_columns(n: int) -> Block:
+    """Zeroed columns for n records (sentinels where zero would mean something)."""
+    block = {c.name: np.zeros((n, *c.shape), dtype=c.dtype) for c in COLUMNS}
+    block["move"][:] = NO_MOVE
+    block["teacher_move"][:] = NO_MOVE
+    block["ep_file"][:] = -1
+    return block
+
+
+def check_columns(block: Block) -> int:
+    """Validate a block's columns; return its record count."""
+    n = None
+    for c in COLUMNS:
+        if c.name not in block:
+            raise ValueError(f"block is missing column {c.name!r}")
+        a = block[c.name]
+        if a.dtype != np.dtype(c.dtype) or a.shape[1:] != c.shape:
+            raise ValueError(
+                f"column {c.name!r} must be {c.dtype} of shape (n, {c.shape}), "
+                f"got {a.dtype} {a.shape}"
+            )
+        if n is None:
+            n = a.shape[0]
+        elif a.shape[0] != n:
+            raise ValueError(f"column {c.name!r} has {a.shape[0]} records, expected {n}")
+    themes = block.get("themes")
+    if themes is None or len(themes) != n:
+        raise ValueError("block needs `themes` with one string per record")
+    return int(n)
+
+
+def encode_block(block: Block, level: int = ZSTD_LEVEL) -> bytes:
+    """Columns -> the bytes of one tar member (deterministic)."""
+    n = check_columns(block)
+    table, themes_id = np.unique(np.asarray(block["themes"], dtype=str), return_inverse=True)
+    if len(table) > 0xFFFF:
+        raise ValueError(f"a block may hold at most 65535 distinct theme strings, got {len(table)}")
+    chunks, columns, offset = [], [], 0
+    for c in COLUMNS:
+        a = themes_id.astype(c.dtype) if c.name == "themes_id" else block[c.name]
+        width = int(np.prod(c.shape, dtype=np.int64))
+        raw = np.ascontiguousarray(a.reshape(n, width).T).tobytes()
+        columns.append([c.name, c.dtype, list(c.shape), offset, len(raw)])
+        chunks.append(raw)
+        offset += len(raw)
+    header = {
+        "format_version": FORMAT_VERSION,
+        "label_spec_version": LABEL_SPEC_VERSION,
+        "n": n,
+        "columns": columns,
+        "themes": [str(t) for t in table],
+    }
+    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    payload = struct.pack("<I", len(head)) + head + b"".join(chunks)
+    return zstandard.ZstdCompressor(
+        level=level, write_content_size=True, write_checksum=True
+    ).compress(payload)
+
+
+def decode_block(data: bytes, name: str = "<block>") -> Block:
+    """The bytes of one tar member -> columns. Raises ShardFormatError naming `name`."""
+    try:
+        payload = zstandard.ZstdDecompressor().decompress(data)
+    except zstandard.ZstdError as e:
+        raise ShardFormatError(f"{name}: not a valid zstd block ({e})") from None
+    if len(payload) < 4:
+        raise ShardFormatError(f"{name}: block too short")
+    (hlen,) = struct.unpack_from("<I", payload)
+    try:
+        header = json.loads(payload[4 : 4 + hlen])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ShardFormatError(f"{name}: bad block header ({e})") from None
+    version = header.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ShardFormatError(
+            f"{name}: format version {version!r}, this reader reads version {FORMAT_VERSION}"
+        )
+    if header.get("label_spec_version") != LABEL_SPEC_VERSION:
+        raise ShardFormatError(
+            f"{name}: label spec version {header.get('label_spec_version')!r}, "
+            f"expected {LABEL_SPEC_VERSION}"
+        )
+    n, body = header["n"], memoryview(payload)[4 + hlen :]
+    block: Block = {}
+    for cname, dtype, shape, off, size in header["columns"]:
+        width = int(np.prod(shape)) if shape else 1
+        if off + size > len(body) or size != n * width * np.dtype(dtype).itemsize:
+            raise ShardFormatError(f"{name}: column {cname!r} is truncated")
+        flat = np.frombuffer(body[off : off + size], dtype=dtype).reshape(width, n)
+        block[cname] = np.ascontiguousarray(flat.T).reshape(n, *shape)
+    missing = [c.name for c in COLUMNS if c.name not in block]
+    if missing:
+        raise ShardFormatError(f"{name}: missing columns {missing}")
+    table = np.asarray(header["themes"] or [""], dtype=str)
+    block["themes"] = table[block["themes_id"]]
+    return block
+
+
+def decode_sample(sample: dict) -> Block:
+    """WebDataset sample (dict with ``__key__``, ``__url__``, ``cols.zst``) -> Block.
+
+    Use with stock webdataset: ``wds.WebDataset(urls).map(decode_sample)``.
+    """
+    where = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
+    if MEMBER_EXT not in sample:
+        raise ShardFormatError(f"{where}: no {MEMBER_EXT!r} member (found {sorted(sample)})")
+    return decode_block(sample[MEMBER_EXT], where)
+
+
+def concat_blocks(blocks: list[Block]) -> Block:
+    """Concatenate blocks record-wise (columns and themes)."""
+    names = [c.name for c in COLUMNS] + ["themes"]
+    return {k: np.concatenate([b[k] for b in blocks]) for k in names}
+
+
+def take(block: Block, index: np.ndarray | slice) -> Block:
+    """Select records from a block."""
+    return {k: v[index] for k, v in block.items()}
+
+
+def block_len(block: Block) -> int:
+    return len(block["planes"])
