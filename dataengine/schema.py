@@ -12,7 +12,10 @@ The JSON header holds the format and label-spec versions, the record count
 ``n``, the column table (name, dtype, per-record shape, byte offset) and the
 block's table of distinct puzzle-theme strings. Each column is stored
 *transposed* (feature-major: all records' plane 0, then all records' plane 1, ...)
-so that the slowly changing sequences along a game sit next to each other.
+so that the slowly changing sequences along a game sit next to each other, and
+*byte-shuffled* (for each feature: all records' byte 0, then all byte 1, ...), which
+puts the mostly-zero high bytes of sparse bitboards together: on the sample data
+that takes ~21.6 B/record where unshuffled columns take ~24.4.
 Everything is plain numbers and JSON: no pickle anywhere.
 
 Records are in *canonical orientation* (LABELS.md section 1): the side to move is
@@ -26,6 +29,7 @@ import json
 import struct
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import zstandard
 
@@ -33,7 +37,7 @@ FORMAT_VERSION = 1
 LABEL_SPEC_VERSION = 1  # the version of shared/LABELS.md the masks follow
 
 MEMBER_EXT = "cols.zst"
-BLOCK_RECORDS = 2048
+BLOCK_RECORDS = 4096
 ZSTD_LEVEL = 9
 
 NO_MOVE = 0xFFFF  # the `move` / `teacher_move` value when no move is known
@@ -136,8 +140,7 @@ def encode_block(block: Block, level: int = ZSTD_LEVEL) -> bytes:
     chunks, columns, offset = [], [], 0
     for c in COLUMNS:
         a = themes_id.astype(c.dtype) if c.name == "themes_id" else block[c.name]
-        width = int(np.prod(c.shape, dtype=np.int64))
-        raw = np.ascontiguousarray(a.reshape(n, width).T).tobytes()
+        raw = _shuffle(a.reshape(n, int(np.prod(c.shape, dtype=np.int64))))
         columns.append([c.name, c.dtype, list(c.shape), offset, len(raw)])
         chunks.append(raw)
         offset += len(raw)
@@ -153,6 +156,45 @@ def encode_block(block: Block, level: int = ZSTD_LEVEL) -> bytes:
     return zstandard.ZstdCompressor(
         level=level, write_content_size=True, write_checksum=True
     ).compress(payload)
+
+
+@numba.njit(cache=True, nogil=True)
+def _shuffle_kernel(src: np.ndarray, n: int, width: int, itemsize: int) -> np.ndarray:
+    """uint8 bytes ordered (record, feature, byte) -> ordered (feature, byte, record)."""
+    dst = np.empty_like(src)
+    for f in range(width):
+        for b in range(itemsize):
+            base = (f * itemsize + b) * n
+            for r in range(n):
+                dst[base + r] = src[(r * width + f) * itemsize + b]
+    return dst
+
+
+@numba.njit(cache=True, nogil=True)
+def _unshuffle_kernel(src: np.ndarray, n: int, width: int, itemsize: int) -> np.ndarray:
+    dst = np.empty_like(src)
+    row = width * itemsize
+    for r0 in range(0, n, 64):  # tiles of records keep the writes in cache
+        r1 = min(n, r0 + 64)
+        for f in range(width):
+            for b in range(itemsize):
+                base = (f * itemsize + b) * n
+                col = f * itemsize + b
+                for r in range(r0, r1):
+                    dst[r * row + col] = src[base + r]
+    return dst
+
+
+def _shuffle(a: np.ndarray) -> bytes:
+    """(n, width) -> bytes ordered (feature, byte, record)."""
+    n, width = a.shape
+    src = np.ascontiguousarray(a).view(np.uint8).reshape(-1)
+    return _shuffle_kernel(src, n, width, a.dtype.itemsize).tobytes()
+
+
+def _unshuffle(buf, dtype: np.dtype, n: int, width: int) -> np.ndarray:
+    src = np.frombuffer(buf, dtype=np.uint8)
+    return _unshuffle_kernel(src, n, width, dtype.itemsize).view(dtype).reshape(n, width)
 
 
 def decode_block(data: bytes, name: str = "<block>") -> Block:
@@ -184,8 +226,9 @@ def decode_block(data: bytes, name: str = "<block>") -> Block:
         width = int(np.prod(shape)) if shape else 1
         if off + size > len(body) or size != n * width * np.dtype(dtype).itemsize:
             raise ShardFormatError(f"{name}: column {cname!r} is truncated")
-        flat = np.frombuffer(body[off : off + size], dtype=dtype).reshape(width, n)
-        block[cname] = np.ascontiguousarray(flat.T).reshape(n, *shape)
+        block[cname] = _unshuffle(body[off : off + size], np.dtype(dtype), n, width).reshape(
+            n, *shape
+        )
     missing = [c.name for c in COLUMNS if c.name not in block]
     if missing:
         raise ShardFormatError(f"{name}: missing columns {missing}")

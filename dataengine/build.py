@@ -1,0 +1,475 @@
+"""`make shards`: games, puzzles, opening lines and FEN/EPD files -> labelled,
+compressed WebDataset shards, a zarr validation store and a manifest.
+
+    python -m dataengine.build INPUT [INPUT ...] --out shards [--workers N] [--config config.yaml]
+
+Stages:
+
+1. **plan**: list the input files (directories are searched for known
+   extensions), hash them, cut plain files into byte ranges at game/row
+   boundaries: one task per range.
+2. **parse + label** (parallel over processes): each task reads its range,
+   turns units into record columns and writes one *part* file under
+   ``OUT/.work/parts`` (atomically; a finished part is never redone, which is
+   what makes an interrupted build resumable).
+3. **merge** (one process, deterministic): parts in input order; cap repeats
+   of a position, assign buckets, split train/val by game id, cut into blocks
+   and shards, write the zarr validation store and the manifest last.
+
+The result depends only on the inputs and the config, never on the number of
+workers or on interruptions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from dataengine import readers, schema
+from dataengine.buckets import assign_buckets
+from dataengine.config import BuildConfig, ConfigError, load_build_config, to_dict
+from dataengine.fileio import atomic_write, sha256_file, tar_bytes
+
+MANIFEST = "manifest.json"
+SKIP_LOG = "skipped.log"
+VAL_ZARR = "val.zarr"
+WORK = ".work"
+
+
+class BuildError(RuntimeError):
+    """A problem with the inputs or the output directory, explained in the message."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str
+    kind: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Task:
+    file_id: int
+    index: int  # range index within the file
+    path: str
+    start: int
+    end: int | None
+    size: int  # bytes, for progress
+    key: str  # the part's file name stem: identifies its content
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.file_id, self.index)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def find_inputs(paths: list[str]) -> list[str]:
+    """Files named directly, plus files with known extensions under named directories."""
+    found: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise BuildError(f"cannot read directory {p!r}")
+            inside = []
+            for f in sorted(path.rglob("*")):
+                if f.is_file() and not f.name.startswith("."):
+                    try:
+                        readers.detect_kind(str(f))
+                    except readers.ReaderError:
+                        continue
+                    inside.append(str(f))
+            if not inside:
+                raise BuildError(f"no input files (.pgn, .csv, .tsv, .fen, .epd) under {p!r}")
+            found += inside
+        elif path.is_file():
+            try:
+                readers.detect_kind(str(path))
+            except readers.ReaderError as e:
+                raise BuildError(str(e)) from None
+            if not os.access(path, os.R_OK):
+                raise BuildError(f"cannot read input file {p!r}")
+            found.append(str(path))
+        else:
+            raise BuildError(f"input not found: {p!r}")
+    if len(set(found)) != len(found):
+        raise BuildError("an input file is named twice")
+    return found
+
+
+def plan(paths: list[str], cfg: BuildConfig) -> tuple[list[InputFile], list[Task]]:
+    files, tasks = [], []
+    for file_id, path in enumerate(find_inputs(paths)):
+        kind = readers.detect_kind(path)
+        info = InputFile(path, kind, sha256_file(path), os.path.getsize(path))
+        files.append(info)
+        ranges = readers.split_ranges(path, cfg.chunk_bytes)
+        for index, (start, end) in enumerate(ranges):
+            stop = info.size if end is None else end
+            key = hashlib.sha256(
+                f"{schema.FORMAT_VERSION}|{schema.LABEL_SPEC_VERSION}|{info.sha256}|"
+                f"{file_id}|{start}|{end}".encode()
+            ).hexdigest()[:24]
+            tasks.append(Task(file_id, index, path, start, end, stop - start, key))
+    return files, tasks
+
+
+# ----------------------------------------------------------------------------- parse + label
+
+
+def part_paths(work: Path, key: str) -> tuple[Path, Path]:
+    return work / f"{key}.part", work / f"{key}.skips.json"
+
+
+def run_task(task: Task, work: str) -> dict:
+    """Read one range, label it and write its part. Returns the part's summary."""
+    from dataengine.records import units_to_block  # imported in the worker process
+
+    units, skips = [], []
+    for item in readers.read(task.path, task.start, task.end):
+        if isinstance(item, readers.Skip):
+            skips.append([item.reason, item.path, item.line, item.detail])
+        else:
+            units.append(item)
+    block = units_to_block(units, task.file_id)
+    part, skip_file = part_paths(Path(work), task.key)
+    # skips first: the part file is the marker that the task is complete
+    atomic_write(skip_file, json.dumps(skips).encode())
+    atomic_write(part, schema.encode_block(block, level=1))
+    return {"key": task.key, "records": schema.block_len(block), "skipped": len(skips)}
+
+
+def parse_all(tasks: list[Task], work: Path, workers: int, quiet: bool) -> None:
+    todo = [t for t in tasks if not part_paths(work, t.key)[0].exists()]
+    done_bytes = sum(t.size for t in tasks) - sum(t.size for t in todo)
+    bar = tqdm(
+        total=sum(t.size for t in tasks), initial=done_bytes, unit="B", unit_scale=True,
+        desc="parse+label", disable=quiet, dynamic_ncols=True,
+    )
+    if len(todo) < len(tasks) and not quiet:
+        tqdm.write(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} tasks already done")
+    records, t0 = 0, time.perf_counter()
+
+    def advance(task: Task, summary: dict) -> None:
+        nonlocal records
+        records += summary["records"]
+        bar.update(task.size)
+        bar.set_postfix(pos_s=f"{records / max(time.perf_counter() - t0, 1e-9):,.0f}")
+
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for t in todo:
+                advance(t, run_task(t, str(work)))
+        else:
+            ctx = get_context("spawn")  # numba's threads and fork do not mix
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = {pool.submit(run_task, t, str(work)): t for t in todo}
+                for fut in as_completed(futures):
+                    advance(futures[fut], fut.result())
+    finally:
+        bar.close()
+
+
+# ----------------------------------------------------------------------------- merge
+
+
+class ShardWriter:
+    """Cuts a stream of records into blocks and blocks into shard tars."""
+
+    def __init__(self, out: Path, split: str, cfg: BuildConfig):
+        self.dir = out / split
+        self.split, self.cfg = split, cfg
+        self.pending: list[schema.Block] = []
+        self.pending_n = 0
+        self.members: list[tuple[str, bytes]] = []
+        self.member_buckets = Counter()
+        self.member_teacher = Counter()
+        self.shards: list[dict] = []
+        self.blocks_written = 0
+        self.records_in_shard = 0
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def add(self, block: schema.Block) -> None:
+        if schema.block_len(block) == 0:
+            return
+        self.pending.append(block)
+        self.pending_n += schema.block_len(block)
+        while self.pending_n >= self.cfg.block_records:
+            self._emit_block(self.cfg.block_records)
+
+    def close(self) -> list[dict]:
+        if self.pending_n:
+            self._emit_block(self.pending_n)
+        if self.members:
+            self._write_shard()
+        return self.shards
+
+    def _emit_block(self, n: int) -> None:
+        merged = schema.concat_blocks(self.pending)
+        block, rest = schema.take(merged, slice(0, n)), schema.take(merged, slice(n, None))
+        self.pending = [rest] if schema.block_len(rest) else []
+        self.pending_n = schema.block_len(rest)
+        key = f"{self.blocks_written:08d}"
+        self.blocks_written += 1
+        data = schema.encode_block(block, level=self.cfg.zstd_level)
+        self.members.append((f"{key}.{schema.MEMBER_EXT}", data))
+        counts = np.bincount(block["bucket"], minlength=len(schema.BUCKETS))
+        teacher = (block["flags"] & schema.HAS_TEACHER_EVAL) != 0
+        t_counts = np.bincount(block["bucket"][teacher], minlength=len(schema.BUCKETS))
+        for name, c, t in zip(schema.BUCKETS, counts, t_counts, strict=True):
+            self.member_buckets[name] += int(c)
+            self.member_teacher[name] += int(t)
+        self.records_in_shard += n
+        if len(self.members) == self.cfg.blocks_per_shard:
+            self._write_shard()
+
+    def _write_shard(self) -> None:
+        name = f"shard-{len(self.shards):06d}.tar"
+        data = tar_bytes(self.members)
+        atomic_write(self.dir / name, data)
+        self.shards.append({
+            "path": f"{self.split}/{name}",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+            "blocks": len(self.members),
+            "records": self.records_in_shard,
+            "buckets": {b: self.member_buckets[b] for b in schema.BUCKETS},
+            # records with a teacher eval, per bucket: the loader's teacher streams
+            "teacher": {b: self.member_teacher[b] for b in schema.BUCKETS},
+        })
+        self.members, self.records_in_shard = [], 0
+        self.member_buckets, self.member_teacher = Counter(), Counter()
+
+
+def write_val_zarr(path: Path, block: schema.Block) -> None:
+    """The validation split as one zarr store (large chunks: zarr 3 is slow with small ones)."""
+    import zarr
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    root = zarr.open_group(str(tmp), mode="w")
+    n = schema.block_len(block)
+    table, themes_id = np.unique(np.asarray(block["themes"], dtype=str), return_inverse=True)
+    root.attrs.update({
+        "format_version": schema.FORMAT_VERSION,
+        "label_spec_version": schema.LABEL_SPEC_VERSION,
+        "records": n,
+        "themes": [str(t) for t in table],
+        "columns": {c.name: c.doc for c in schema.COLUMNS},
+    })
+    for c in schema.COLUMNS:
+        data = themes_id.astype(c.dtype) if c.name == "themes_id" else block[c.name]
+        chunks = (max(1, min(n, 1 << 16)), *c.shape)
+        arr = root.create_array(c.name, shape=data.shape, dtype=data.dtype, chunks=chunks)
+        if n:
+            arr[...] = data
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def read_val_zarr(path: str | Path) -> schema.Block:
+    """Read the whole validation store back as one block."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r")
+    block = {c.name: np.asarray(root[c.name][...]) for c in schema.COLUMNS}
+    table = np.asarray(root.attrs["themes"] or [""], dtype=str)
+    block["themes"] = table[block["themes_id"]]
+    return block
+
+
+def merge(
+    files: list[InputFile], tasks: list[Task], out: Path, cfg: BuildConfig, quiet: bool
+) -> dict:
+    from dataengine.records import position_keys, repeat_keep_mask
+
+    work = out / WORK
+    ordered = sorted(tasks, key=lambda t: t.order)
+
+    def load(task: Task) -> schema.Block:
+        part, _ = part_paths(work, task.key)
+        return schema.decode_block(part.read_bytes(), str(part))
+
+    # pass 1: which records survive the repeat cap (needs every key, in input order)
+    keys = [position_keys(load(t)) for t in tqdm(ordered, desc="dedup", disable=quiet)]
+    sizes = [len(k) for k in keys]
+    keep = repeat_keep_mask(np.concatenate(keys) if keys else np.zeros(0, np.uint64),
+                            cfg.max_repeats)
+    del keys
+
+    # pass 2: buckets, split, blocks, shards
+    for split in schema.SPLITS:  # stale shards of an earlier build must not linger
+        for old in (out / split).glob("shard-*.tar") if (out / split).exists() else []:
+            old.unlink()
+    writers = {s: ShardWriter(out, s, cfg) for s in schema.SPLITS}
+    val_blocks: list[schema.Block] = []
+    skips: list[list] = []
+    per_file = {i: Counter() for i in range(len(files))}
+    offset = 0
+    threshold = round(cfg.val_fraction * 1_000_000)
+    for task, size in zip(tqdm(ordered, desc="write", disable=quiet), sizes, strict=True):
+        block = load(task)
+        file_skips = json.loads(part_paths(work, task.key)[1].read_text())
+        skips += file_skips
+        per_file[task.file_id]["positions"] += size
+        per_file[task.file_id]["skipped"] += len(file_skips)
+        block = schema.take(block, keep[offset : offset + size])
+        offset += size
+        block["bucket"] = assign_buckets(block, cfg.buckets)
+        is_val = (block["game_id"] % np.uint64(1_000_000)) < np.uint64(threshold)
+        writers["train"].add(schema.take(block, ~is_val))
+        val = schema.take(block, is_val)
+        writers["val"].add(val)
+        val_blocks.append(val)
+
+    splits = {}
+    for split, writer in writers.items():
+        shards = writer.close()
+        buckets, teacher = Counter(), Counter()
+        for s in shards:
+            buckets.update(s["buckets"])
+            teacher.update(s["teacher"])
+        splits[split] = {
+            "records": sum(s["records"] for s in shards),
+            "buckets": {b: buckets[b] for b in schema.BUCKETS},
+            "teacher": {b: teacher[b] for b in schema.BUCKETS},
+            "shards": shards,
+        }
+    val = schema.concat_blocks(val_blocks) if val_blocks else schema.empty_columns(0)
+    if not val_blocks:
+        val["themes"] = np.asarray([], dtype=str)
+    write_val_zarr(out / VAL_ZARR, val)
+    splits["val"]["zarr"] = VAL_ZARR
+
+    skip_counts = Counter(s[0] for s in skips)
+    log = "".join(f"{r}\t{p}:{line}\t{d}\n" for r, p, line, d in skips[: cfg.skip_log_limit])
+    atomic_write(out / SKIP_LOG, log.encode())
+    total_bytes = sum(s["bytes"] for sp in splits.values() for s in sp["shards"])
+    records = sum(sp["records"] for sp in splits.values())
+    return {
+        "format_version": schema.FORMAT_VERSION,
+        "label_spec_version": schema.LABEL_SPEC_VERSION,
+        "build_config": to_dict(cfg),
+        "inputs": [
+            {
+                "path": f.path, "kind": f.kind, "sha256": f.sha256, "bytes": f.size,
+                "positions": per_file[i]["positions"], "skipped": per_file[i]["skipped"],
+            }
+            for i, f in enumerate(files)
+        ],
+        "positions_read": int(len(keep)),
+        "repeats_dropped": int((~keep).sum()),
+        "records": records,
+        "bytes_per_record": round(total_bytes / records, 2) if records else None,
+        "skipped": dict(sorted(skip_counts.items())),
+        "splits": splits,
+    }
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def build_key(files: list[InputFile], cfg: BuildConfig) -> str:
+    spec = {
+        "format": schema.FORMAT_VERSION, "labels": schema.LABEL_SPEC_VERSION,
+        "config": to_dict(cfg), "inputs": [(f.path, f.sha256) for f in files],
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def is_up_to_date(out: Path, key: str) -> bool:
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    if manifest.get("build_key") != key:
+        return False
+    shards = [s for sp in manifest["splits"].values() for s in sp["shards"]]
+    return all(
+        (out / s["path"]).is_file() and (out / s["path"]).stat().st_size == s["bytes"]
+        for s in shards
+    ) and (out / VAL_ZARR).is_dir()
+
+
+def build(
+    inputs: list[str], out: str | Path, *, workers: int = 1, cfg: BuildConfig | None = None,
+    force: bool = False, quiet: bool = False, keep_work: bool = False,
+) -> dict:
+    """Build shards from `inputs` into `out`; returns the manifest."""
+    cfg = cfg or BuildConfig()
+    out = Path(out)
+    files, tasks = plan(inputs, cfg)
+    key = build_key(files, cfg)
+    if not force and is_up_to_date(out, key):
+        if not quiet:
+            print(f"{out}/{MANIFEST} is up to date with the inputs (use --force to rebuild)")
+        return json.loads((out / MANIFEST).read_text())
+    work = out / WORK
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    parse_all(tasks, work, workers, quiet)
+    manifest = merge(files, tasks, out, cfg, quiet)
+    manifest["build_key"] = key
+    atomic_write(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    if not quiet:
+        dt = time.perf_counter() - t0
+        sp = manifest["splits"]
+        print(
+            f"built {manifest['records']:,} records ({sp['train']['records']:,} train, "
+            f"{sp['val']['records']:,} val) from {manifest['positions_read']:,} positions in "
+            f"{dt:.1f} s ({manifest['positions_read'] / dt:,.0f} pos/s); "
+            f"{manifest['bytes_per_record']} B/record; "
+            f"skipped {sum(manifest['skipped'].values())} units {manifest['skipped'] or ''}; "
+            f"{manifest['repeats_dropped']:,} repeats dropped -> {out}/{MANIFEST}"
+        )
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m dataengine.build",
+        description="Turn PGN games, puzzle CSVs, opening TSVs and FEN/EPD files into "
+        "labelled WebDataset shards.",
+    )
+    ap.add_argument("inputs", nargs="+", help="input files or directories")
+    ap.add_argument("--out", default="shards", help="output directory (default: shards)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="parallel processes (default: all cores)")
+    ap.add_argument("--config", default=None,
+                    help="YAML config whose `data:` section sets the build (default: built-in)")
+    ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_build_config(args.config)
+        build(args.inputs, args.out, workers=args.workers, cfg=cfg, force=args.force,
+              quiet=args.quiet)
+    except (BuildError, ConfigError, readers.ReaderError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Slow, obvious python-chess twins of what the data engine stores, for the tests.
+
+Written from the issue text, independently of dataengine.readers: every
+position an input should yield, in input order, with its move, result and eval.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import chess
+import chess.pgn
+
+
+def shared_data() -> Path | None:
+    """../shared/data beside the repository (or $CHESS_SSL_SHARED_DATA), if present."""
+    env = os.environ.get("CHESS_SSL_SHARED_DATA")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return path if path.is_dir() else None
+
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "dataengine" / "sample_data"
+
+
+@dataclass
+class Expected:
+    board: chess.Board  # the real board (real side to move)
+    move: chess.Move | None
+    result: int | None  # White's view
+    eval: tuple[int, int] | None  # (cp, mate) White's view
+    ply: int
+
+
+def _result(text: str) -> int | None:
+    return {"1-0": 1, "0-1": -1, "1/2-1/2": 0}.get(text)
+
+
+def _score(node) -> tuple[int, int] | None:
+    pov = node.eval()
+    if pov is None:
+        return None
+    white = pov.white()
+    return (0, white.mate()) if white.is_mate() else (white.score(), 0)
+
+
+def pgn_positions(path: Path):
+    with open(path, encoding="utf-8") as f:
+        while (game := chess.pgn.read_game(f)) is not None:
+            result = _result(game.headers.get("Result", "*"))
+            board = game.board()
+            ply, score = 0, None
+            for child in game.mainline():
+                yield Expected(board.copy(stack=False), child.move, result, score, ply)
+                board.push(child.move)
+                score = _score(child)
+                ply += 1
+            yield Expected(board.copy(stack=False), None, result, score, ply)
+
+
+def puzzle_positions(path: Path):
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            board = chess.Board(row["FEN"])
+            moves = [chess.Move.from_uci(m) for m in row["Moves"].split()]
+            for ply, move in enumerate(moves):
+                if ply % 2 == 1:
+                    yield Expected(board.copy(stack=False), move, None, None, ply)
+                board.push(move)
+
+
+def opening_positions(path: Path):
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            board = chess.Board()
+            for san in row["pgn"].split():
+                if san.endswith("."):
+                    continue
+                move = board.parse_san(san)
+                yield Expected(board.copy(stack=False), move, None, None, board.ply())
+                board.push(move)
+
+
+def positions(path: Path):
+    name = path.name
+    if ".pgn" in name:
+        return pgn_positions(path)
+    if ".csv" in name:
+        return puzzle_positions(path)
+    if ".tsv" in name:
+        return opening_positions(path)
+    raise ValueError(f"no naive reader for {path}")

@@ -1,0 +1,259 @@
+"""`make shards` end to end: round trips against python-chess, determinism across
+worker counts, resume after SIGKILL, bad input, the repeat cap and the split."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import chess
+import numpy as np
+import pytest
+import webdataset as wds
+import yaml
+
+import labelers
+from dataengine import policy, schema, views
+from dataengine.build import build, main, read_val_zarr
+from dataengine.config import BuildConfig
+from labelers import reference
+from tests import naive
+
+NO_CAP = dict(max_repeats=1 << 30, val_fraction=0.0)
+
+
+def read_split(out: Path, split: str) -> schema.Block:
+    manifest = json.loads((out / "manifest.json").read_text())
+    urls = [str(out / s["path"]) for s in manifest["splits"][split]["shards"]]
+    blocks = list(wds.WebDataset(urls, shardshuffle=False).map(schema.decode_sample))
+    return schema.concat_blocks(blocks) if blocks else None
+
+
+def check_round_trip(inputs: list[Path], tmp_path: Path, workers: int, slow_checks: bool) -> int:
+    """Build without dedup or validation split, so records are the inputs' positions in
+    order; compare each one with python-chess on the original input.
+
+    slow_checks: also rebuild every record as a python-chess board (views) and compare
+    its labels with labelers.reference; without it, labels are compared with the numba
+    labelers on the expected board (test_labelers ties those to the reference on every
+    position of the shared data)."""
+    out = tmp_path / "out"
+    manifest = build([str(p) for p in inputs], out, workers=workers,
+                     cfg=BuildConfig(**NO_CAP), quiet=True)
+    block = read_split(out, "train")
+    expected = [e for p in inputs for e in naive.positions(p)]
+    assert manifest["skipped"] == {}
+    assert manifest["records"] == len(expected) == schema.block_len(block)
+
+    planes = np.stack([labelers.planes_from_board(e.board) for e in expected])
+    np.testing.assert_array_equal(block["planes"], planes)
+    labels = labelers.label_boards(planes)
+    bad = []
+    for i, e in enumerate(expected):
+        canon = e.board.mirror() if e.board.turn == chess.BLACK else e.board
+        move = policy.index_to_move(int(block["move"][i]), e.board) \
+            if block["move"][i] != schema.NO_MOVE else None
+        got = (views.result_white(block, i), views.eval_white(block, i), int(block["ply"][i]),
+               int(block["halfmove"][i]), move, views.is_mirrored(block, i))
+        want = (e.result, e.eval, e.ply, e.board.halfmove_clock, e.move,
+                e.board.turn == chess.BLACK)
+        if got != want or (move is not None and not e.board.is_legal(move)):
+            bad.append((i, got, want))
+        elif slow_checks:
+            if views.real_board(block, i).epd() != e.board.epd():
+                bad.append((i, "board", e.board.fen()))
+            if not np.array_equal(block["labels"][i], reference.label_board(canon)):
+                bad.append((i, "labels", e.board.fen()))
+        elif not np.array_equal(block["labels"][i], labels[i]):
+            bad.append((i, "labels", e.board.fen()))
+    assert not bad, f"{len(bad)} records differ from python-chess, first: {bad[:3]}"
+    return len(expected)
+
+
+def test_round_trip_repo_sample(tmp_path):
+    inputs = sorted(naive.SAMPLE.glob("*.*[!d]"))  # pgn, csv, tsv (not README.md)
+    assert {p.suffix for p in inputs} == {".pgn", ".csv", ".tsv"}
+    assert check_round_trip(inputs, tmp_path, workers=2, slow_checks=True) > 20_000
+
+
+def test_round_trip_all_shared_data(tmp_path):
+    data = naive.shared_data()
+    if data is None:
+        pytest.skip("../shared/data is absent (set CHESS_SSL_SHARED_DATA to run this)")
+    inputs = sorted(data.glob("*/*.pgn")) + sorted(data.glob("*/*.csv")) + \
+        sorted(data.glob("*/*.tsv"))
+    assert len(inputs) == 7
+    assert check_round_trip(inputs, tmp_path, workers=2, slow_checks=False) > 200_000
+
+
+def small_tasks_config(tmp_path: Path, **extra) -> Path:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"chunk_bytes": 65536, "block_records": 1024,
+                                            "blocks_per_shard": 4, **extra}}))
+    return cfg
+
+
+def output_files(out: Path) -> dict[str, bytes]:
+    files = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and ".work" not in p.parts:
+            files[str(p.relative_to(out))] = p.read_bytes()
+    return files
+
+
+def test_same_bytes_for_one_and_two_workers(tmp_path):
+    cfg = BuildConfig(chunk_bytes=65536, block_records=1024, blocks_per_shard=4)
+    a = build([str(naive.SAMPLE)], tmp_path / "a", workers=1, cfg=cfg, quiet=True)
+    b = build([str(naive.SAMPLE)], tmp_path / "b", workers=2, cfg=cfg, quiet=True)
+    assert a == b
+    fa, fb = output_files(tmp_path / "a"), output_files(tmp_path / "b")
+    assert len([f for f in fa if f.endswith(".tar")]) > 3
+    assert fa == fb
+
+
+def test_resume_after_sigkill(tmp_path):
+    cfg = small_tasks_config(tmp_path)
+    cmd = [sys.executable, "-m", "dataengine.build", str(naive.SAMPLE), "--workers", "1",
+           "--config", str(cfg)]
+    ref = subprocess.run(cmd + ["--out", str(tmp_path / "ref"), "--quiet"], check=True)
+    assert ref.returncode == 0
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--out", str(out), "--quiet"])
+    deadline = time.monotonic() + 120
+    while len(list((out / ".work").glob("*.part"))) < 3:
+        assert proc.poll() is None, "the build finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists()
+    done = len(list((out / ".work").glob("*.part")))
+
+    again = subprocess.run(cmd + ["--out", str(out)], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {done} of" in again.stderr + again.stdout
+    assert output_files(out) == output_files(tmp_path / "ref")
+
+
+MALFORMED_PGN = """[Event "good 1"]
+[Result "1-0"]
+
+1. e4 e5 2. Qh5 Nc6 3. Bc4 Nf6 4. Qxf7# 1-0
+
+[Event "illegal"]
+[Result "*"]
+
+1. e4 e5 2. Ke3 *
+
+[Event "variant"]
+[Variant "Atomic"]
+[Result "*"]
+
+1. e4 *
+
+[Event "bad fen"]
+[SetUp "1"]
+[FEN "8/8/8/8/8/8/8/8 w - - 0 1"]
+[Result "*"]
+
+1. e4 *
+
+[Event "good 2"]
+[Result "0-1"]
+
+1. f3 e5 2. g4 Qh4# 0-1
+"""
+
+MALFORMED_CSV = (
+    "PuzzleId,FEN,Moves,Rating,RatingDeviation,Popularity,NbPlays,Themes,GameUrl,OpeningTags\n"
+    "p1,r1bqkbnr/pppp1ppp/2n5/4p3/4P3/5N2/PPPP1PPP/RNBQKB1R w KQkq - 2 3,f1c4 g8f6 f3g5 d7d5,"
+    "1500,80,90,100,opening,u,\n"
+    "p2,this is not a fen,e2e4 e7e5,1500,80,90,100,opening,u,\n"
+)
+
+
+def test_bad_input_is_skipped_counted_and_logged(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "games.pgn").write_text(MALFORMED_PGN)
+    (src / "puzzles.csv").write_text(MALFORMED_CSV)
+    manifest = build([str(src)], tmp_path / "out", cfg=BuildConfig(**NO_CAP), quiet=True)
+    assert manifest["skipped"] == {"bad_fen": 1, "illegal_move": 1, "invalid_position": 1,
+                                   "variant": 1}
+    # good 1: 7 moves + final; good 2: 4 moves + final; puzzle p1: solver moves 2
+    assert manifest["records"] == 8 + 5 + 2
+    log = (tmp_path / "out" / "skipped.log").read_text().splitlines()
+    assert len(log) == 4
+    assert any(line.startswith("illegal_move\t") and "games.pgn:6\t" in line for line in log)
+    assert any(line.startswith("bad_fen\t") and "puzzles.csv:3\t" in line for line in log)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/nonexistent/games.pgn"], "input not found"),
+    (["README.md"], "README.md"),
+])
+def test_cli_errors_are_clear(tmp_path, capsys, args, message):
+    assert main(args + ["--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_unknown_config_key_is_named(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  val_fractoin: 0.1\n")
+    assert main([str(naive.SAMPLE), "--out", str(tmp_path / "o"), "--config", str(cfg)]) == 2
+    assert "data.val_fractoin" in capsys.readouterr().err
+
+
+def test_cap_split_buckets_and_zarr(tmp_path):
+    out = tmp_path / "out"
+    cfg = BuildConfig(val_fraction=0.2, max_repeats=3)
+    manifest = build([str(naive.SAMPLE)], out, cfg=cfg, quiet=True)
+    train, val = read_split(out, "train"), read_split(out, "val")
+    # never cut a game
+    assert not set(train["game_id"].tolist()) & set(val["game_id"].tolist())
+    games = np.unique(np.concatenate([train["game_id"], val["game_id"]]))
+    val_share = len(np.unique(val["game_id"])) / len(games)
+    assert 0.15 < val_share < 0.25
+    # the cap: no canonical position more than 3 times, and the start position hit it
+    from dataengine.records import position_keys
+    keys = np.concatenate([position_keys(train), position_keys(val)])
+    _, counts = np.unique(keys, return_counts=True)
+    assert counts.max() == 3
+    assert manifest["repeats_dropped"] > 100
+    assert manifest["records"] + manifest["repeats_dropped"] == manifest["positions_read"]
+    # every bucket is used, counts add up, and the manifest agrees with the records
+    for split, block in (("train", train), ("val", val)):
+        counts = np.bincount(block["bucket"], minlength=len(schema.BUCKETS))
+        assert dict(zip(schema.BUCKETS, counts.tolist(), strict=True)) == \
+            manifest["splits"][split]["buckets"]
+    assert all(v > 0 for v in manifest["splits"]["train"]["buckets"].values())
+    # zarr holds the validation split, identical to its shards
+    z = read_val_zarr(out / "val.zarr")
+    for c in schema.COLUMNS:
+        if c.name != "themes_id":
+            np.testing.assert_array_equal(z[c.name], val[c.name], err_msg=c.name)
+    np.testing.assert_array_equal(z["themes"], val["themes"])
+
+
+def test_second_build_is_up_to_date(tmp_path, capsys):
+    out = tmp_path / "out"
+    build([str(naive.SAMPLE)], out, quiet=True)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.tar")}
+    build([str(naive.SAMPLE)], out)
+    assert "up to date" in capsys.readouterr().out
+    assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.tar")}
+    assert not (out / ".work").exists()
+
+
+def test_bytes_per_record_target(tmp_path):
+    manifest = build([str(naive.SAMPLE)], tmp_path / "out", cfg=BuildConfig(**NO_CAP),
+                     quiet=True)
+    assert manifest["bytes_per_record"] <= 24
+    assert os.path.getsize(tmp_path / "out" / "manifest.json") > 0
