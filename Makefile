@@ -13,7 +13,7 @@ OUT     ?= shards
 WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow bench lint shards clean
+.PHONY: help setup test test-slow bench lint shards inspect clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,9 @@ lint: setup ## ruff over the whole project
 
 shards: setup ## build labelled shards: make shards [INPUT=files-or-dirs] [OUT=shards] [WORKERS=2]
 	$(PY) -m dataengine.build $(INPUT) --out $(OUT) --workers $(WORKERS) --config config.yaml
+
+inspect: setup ## summary of built shards: make inspect [OUT=shards]
+	$(PY) -m dataengine.inspect summary $(OUT)
 
 clean: ## remove built shards and caches (keeps .venv)
 	rm -rf $(OUT)/train $(OUT)/val $(OUT)/val.zarr $(OUT)/manifest.json $(OUT)/skipped.log $(OUT)/.work

@@ -1,0 +1,153 @@
+"""``summary``: what a shards directory holds. Counts come from the manifest;
+records per source and the label base rates come from decoding the shards."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+
+from dataengine import schema
+from dataengine.inspect.records import name_of, popcount
+from dataengine.inspect.shards import Shards, iter_blocks, splits_of
+from labelers import MASK_NAMES
+
+
+def collect(shards: Shards, split: str, max_records: int | None) -> dict:
+    """The summary as a JSON-ready dict."""
+    m = shards.manifest
+    splits = m["splits"]
+    records = {sp: shards.records(sp) for sp in schema.SPLITS}
+    records["all"] = sum(records.values())
+    buckets = {sp: {b: int(splits[sp].get("buckets", {}).get(b, 0)) for b in schema.BUCKETS}
+               for sp in schema.SPLITS}
+    buckets["all"] = {b: sum(buckets[sp][b] for sp in schema.SPLITS) for b in schema.BUCKETS}
+    shard_bytes = sum(int(s["bytes"]) for sp in schema.SPLITS for s in splits[sp]["shards"])
+
+    sources = {sp: Counter() for sp in splits_of(split)}
+    nonempty = np.zeros(len(MASK_NAMES), dtype=np.int64)
+    squares = np.zeros(len(MASK_NAMES), dtype=np.int64)
+    decoded = 0
+    for ref, block in iter_blocks(shards, split, limit=max_records, progress="decode"):
+        sources[ref.split].update(
+            name_of(schema.SOURCES, s)
+            for s in block["source"].tolist()
+        )
+        nonempty += (block["labels"] != 0).sum(axis=0)
+        squares += popcount(block["labels"]).sum(axis=0, dtype=np.int64)
+        decoded += schema.block_len(block)
+    sources["all"] = sum(sources.values(), Counter())
+
+    return {
+        "dir": str(shards.root),
+        "format_version": m.get("format_version"),
+        "label_spec_version": m.get("label_spec_version"),
+        "records": records,
+        "shards": {sp: len(splits[sp]["shards"]) for sp in schema.SPLITS},
+        "val_zarr": splits["val"].get("zarr"),
+        "shard_bytes": shard_bytes,
+        "bytes_per_record": m.get("bytes_per_record"),
+        "positions_read": m.get("positions_read"),
+        "repeats_dropped": m.get("repeats_dropped"),
+        "max_repeats": (m.get("build_config") or {}).get("max_repeats"),
+        "skipped": m.get("skipped", {}),
+        "inputs": [
+            {k: f.get(k) for k in ("path", "kind", "positions", "skipped", "bytes")}
+            for f in m.get("inputs", [])
+        ],
+        "buckets": buckets,
+        "decoded": {
+            "split": split,
+            "records": decoded,
+            "sources": {sp: dict(sorted(c.items())) for sp, c in sources.items()},
+            "masks": {
+                name: {
+                    "nonempty": float(nonempty[k] / decoded) if decoded else None,
+                    "mean_squares": float(squares[k] / decoded) if decoded else None,
+                }
+                for k, name in enumerate(MASK_NAMES)
+            },
+        },
+    }
+
+
+def run(shards: Shards, split: str, max_records: int | None, as_json: bool) -> int:
+    s = collect(shards, split, max_records)
+    print(json.dumps(s, indent=1) if as_json else format_text(s))
+    return 0
+
+
+def format_text(s: dict) -> str:
+    rec, reader = s["records"], (schema.FORMAT_VERSION, schema.LABEL_SPEC_VERSION)
+    plural = {sp: "" if s["shards"][sp] == 1 else "s" for sp in schema.SPLITS}
+    skipped = s["skipped"]
+    out = [
+        f"shards     {s['dir']}",
+        f"versions   format {s['format_version']}, label spec {s['label_spec_version']}"
+        f" (this reader: {reader[0]}, {reader[1]})",
+        f"records    {rec['all']:,}: train {rec['train']:,} in {s['shards']['train']} "
+        f"shard{plural['train']}, val {rec['val']:,} in {s['shards']['val']} "
+        f"shard{plural['val']}" + (f" (+ {s['val_zarr']})" if s["val_zarr"] else ""),
+        f"size       {s['shard_bytes']:,} bytes of shards, {s['bytes_per_record']} bytes/record",
+        f"read       {_num(s['positions_read'])} positions, {_num(s['repeats_dropped'])} "
+        f"repeats dropped (max_repeats {s['max_repeats']}), "
+        f"{sum(skipped.values()):,} units skipped",
+    ]
+    if skipped:
+        out.append("skipped    " + ", ".join(f"{k} {v:,}" for k, v in skipped.items())
+                   + " (first ones listed in skipped.log)")
+    out += ["", _table(
+        ["inputs", "kind", "positions", "skipped", "bytes"],
+        [[f["path"], f["kind"], _num(f["positions"]), _num(f["skipped"]), _num(f["bytes"])]
+         for f in s["inputs"]],
+    )]
+
+    b = s["buckets"]
+    out += ["", _table(
+        ["bucket (manifest)", "train", "val", "all", "share"],
+        [[name, f"{b['train'][name]:,}", f"{b['val'][name]:,}", f"{b['all'][name]:,}",
+          _pct(b["all"][name], rec["all"])] for name in schema.BUCKETS],
+    )]
+
+    d = s["decoded"]
+    if d["records"] == 0:
+        out += ["", "no records decoded"]
+        return "\n".join(out)
+    splits = list(d["sources"])
+    sources = sorted({k for c in d["sources"].values() for k in c},
+                     key=lambda x: (schema.SOURCES + (x,)).index(x))
+    whole = d["records"] == sum(rec[sp] for sp in splits if sp != "all")
+    what = ("all splits" if d["split"] == "all" else f"{d['split']} split") if whole else f"the first {d['records']:,} {d['split']} records"
+    out += ["", f"decoded    {d['records']:,} records ({what})", _table(
+        ["source (decoded)", *splits, "share"],
+        [[src, *(f"{d['sources'][sp].get(src, 0):,}" for sp in splits),
+          _pct(d["sources"]["all"].get(src, 0), d["records"])] for src in sources],
+    )]
+    out += ["", _table(
+        ["mask (decoded)", "non-empty", "squares/record"],
+        [[name, f"{v['nonempty']:.1%}", f"{v['mean_squares']:.2f}"]
+         for name, v in d["masks"].items()],
+    )]
+    return "\n".join(out)
+
+
+def _num(x) -> str:
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole else "-"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """Rows indented under the header; first column left-aligned, the others right."""
+    rows = [[str(header[0]), *map(str, header[1:])]] + [
+        [f"  {r[0]}", *map(str, r[1:])] for r in rows
+    ]
+    widths = [max(len(r[k]) for r in rows) for k in range(len(header))]
+    return "\n".join(
+        "  ".join([r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:],
+                                                                      strict=True))])
+        for r in rows
+    )
