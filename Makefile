@@ -11,9 +11,12 @@ TORCH_PIN ?= torch==2.13.0
 INPUT   ?= dataengine/sample_data
 OUT     ?= shards
 WORKERS ?= 2
+STEPS   ?= 100000
+RUN     ?= runs/pretrained
+ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow bench lint shards inspect clean
+.PHONY: help setup test test-slow bench lint shards inspect train plot clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,12 +40,25 @@ test-slow: setup ## run the slow checks too
 
 bench: setup ## print the benchmark tables (labelers, data engine)
 	$(PY) bench/bench_labelers.py
+	$(PY) bench/bench_dataengine.py
+	$(PY) bench/bench_loader.py
+	$(PY) bench/bench_train.py
 
 lint: setup ## ruff over the whole project
 	$(VENV)/bin/ruff check .
 
 shards: setup ## build labelled shards: make shards [INPUT=files-or-dirs] [OUT=shards] [WORKERS=2]
 	$(PY) -m dataengine.build $(INPUT) --out $(OUT) --workers $(WORKERS) --config config.yaml
+
+# the default shards are built only when there are none: real shards are never overwritten
+$(OUT)/manifest.json:
+	$(MAKE) shards
+
+train: setup $(OUT)/manifest.json ## train: make train STEPS=100000 [ARGS="--batch-size 256 --auto-resume"]
+	$(PY) -m train --config config.yaml --steps $(STEPS) --shards $(OUT) $(ARGS)
+
+plot: setup ## loss curves of a run to PNG: make plot [RUN=runs/pretrained]
+	$(PY) -m train.plot $(RUN)
 
 inspect: setup ## summary of built shards: make inspect [OUT=shards]
 	$(PY) -m dataengine.inspect summary $(OUT)

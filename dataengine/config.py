@@ -138,7 +138,9 @@ def load_section(cls: type[T], data: dict | None, where: str) -> T:
     kwargs = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except TypeError as e:
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
 
 

@@ -197,6 +197,19 @@ def _unshuffle(buf, dtype: np.dtype, n: int, width: int) -> np.ndarray:
     return _unshuffle_kernel(src, n, width, dtype.itemsize).view(dtype).reshape(n, width)
 
 
+def _columns(header: dict, body: memoryview, name: str) -> Block:
+    n = header["n"]
+    block: Block = {}
+    for cname, dtype, shape, off, size in header["columns"]:
+        width = int(np.prod(shape)) if shape else 1
+        if off + size > len(body) or size != n * width * np.dtype(dtype).itemsize:
+            raise ShardFormatError(f"{name}: column {cname!r} is truncated")
+        block[cname] = _unshuffle(body[off : off + size], np.dtype(dtype), n, width).reshape(
+            n, *shape
+        )
+    return block
+
+
 def decode_block(data: bytes, name: str = "<block>") -> Block:
     """The bytes of one tar member -> columns. Raises ShardFormatError naming `name`."""
     try:
@@ -220,19 +233,18 @@ def decode_block(data: bytes, name: str = "<block>") -> Block:
             f"{name}: label spec version {header.get('label_spec_version')!r}, "
             f"expected {LABEL_SPEC_VERSION}"
         )
-    n, body = header["n"], memoryview(payload)[4 + hlen :]
-    block: Block = {}
-    for cname, dtype, shape, off, size in header["columns"]:
-        width = int(np.prod(shape)) if shape else 1
-        if off + size > len(body) or size != n * width * np.dtype(dtype).itemsize:
-            raise ShardFormatError(f"{name}: column {cname!r} is truncated")
-        block[cname] = _unshuffle(body[off : off + size], np.dtype(dtype), n, width).reshape(
-            n, *shape
-        )
+    try:
+        block = _columns(header, memoryview(payload)[4 + hlen :], name)
+    except (KeyError, TypeError, ValueError) as e:  # a header that parses but is wrong
+        if isinstance(e, ShardFormatError):
+            raise
+        raise ShardFormatError(f"{name}: bad block header ({e!r})") from None
     missing = [c.name for c in COLUMNS if c.name not in block]
     if missing:
         raise ShardFormatError(f"{name}: missing columns {missing}")
-    table = np.asarray(header["themes"] or [""], dtype=str)
+    table = np.asarray(header.get("themes") or [""], dtype=str)
+    if len(block["themes_id"]) and int(block["themes_id"].max()) >= len(table):
+        raise ShardFormatError(f"{name}: themes_id out of range")
     block["themes"] = table[block["themes_id"]]
     return block
 

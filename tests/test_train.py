@@ -1,0 +1,228 @@
+"""The trainer: real short runs on CPU on shards built from the sample data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from dataengine.build import build
+from dataengine.config import ConfigError
+from tests import naive
+from train import checkpoint as ckpt
+from train.__main__ import main
+from train.config import FLAGS, TrainConfig, add_flags, load_run_config
+from train.trainer import TrainingError, train
+
+TINY = {"model.blocks": 1, "model.channels": 16, "loader.workers": 0}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "shards"
+    build([str(naive.SAMPLE)], out, quiet=True)
+    return out
+
+
+def run_config(shards, tmp, **overrides):
+    base = {"shards": str(shards), "checkpoint_out": str(tmp / "ck" / "final.pt"),
+            "run_dir": str(tmp / "runs"), "tensorboard": False, "heartbeat_seconds": 0.0,
+            "lr_warmup_steps": 5, "ssl_warmup_steps": 5, "batch_size": 32, **TINY}
+    return load_run_config(None, {**base, **overrides})
+
+
+def metrics(tmp, prefix="pretrained") -> list[dict]:
+    return [json.loads(line) for line in
+            (tmp / "runs" / prefix / "metrics.jsonl").read_text().splitlines()]
+
+
+def params(path) -> dict[str, torch.Tensor]:
+    return ckpt.load(path)["model"]
+
+
+def test_losses_fall(shards, tmp_path):
+    run = run_config(shards, tmp_path, steps=300, progress_interval=50, lr=0.003,
+                     batch_size=64, save_every=0, curriculum="uniform", ssl_weight=1.0)
+    train(run)
+    lines = metrics(tmp_path)
+    first, last = lines[0], lines[-1]
+    assert last["step"] == 300
+    for key in ("policy", "ssl_piece", "ssl_threat", "ssl_pin", "ssl_fork", "ssl_control",
+                "ssl_pawn_structure", "ssl_king_safety"):
+        assert last[key] < 0.9 * first[key], (key, first[key], last[key])
+    assert last["value"] < first["value"]
+
+
+def test_exact_resume_is_bit_identical(shards, tmp_path):
+    a = tmp_path / "a"
+    train(run_config(shards, a, steps=16, save_every=8, keep_checkpoints=0))
+    resumed = tmp_path / "b"
+    (resumed / "ck").mkdir(parents=True)
+    step8 = ckpt.step_path(a / "ck", "pretrained", 8)
+    (resumed / "ck" / step8.name).write_bytes(step8.read_bytes())
+    train(run_config(shards, resumed, steps=16, save_every=8, auto_resume=True))
+    want, got = ckpt.load(a / "ck" / "final.pt"), ckpt.load(resumed / "ck" / "final.pt")
+    assert got["step"] == want["step"] == 16
+    for part in ("model", "ema_model"):
+        for k in want[part]:
+            assert torch.equal(want[part][k], got[part][k]), (part, k)
+    assert got["loader"] == want["loader"]
+
+
+def test_checkpoint_contents_load_weights_only(shards, tmp_path):
+    train(run_config(shards, tmp_path, steps=4, save_every=2))
+    path = tmp_path / "ck" / "final.pt"
+    state = torch.load(path, weights_only=True)
+    assert {"model", "ema", "ema_model", "optimizer", "scheduler", "scaler", "loader", "rng",
+            "step", "config", "nonfinite_total"} <= set(state)
+    assert state["step"] == 4 and state["loader"]["step"] == 4
+    assert state["config"]["train"]["steps"] == 4
+    assert state["config"]["model"]["channels"] == 16
+    # intermediate checkpoints: step 2 and the final step, pruned to keep_checkpoints
+    steps = [s for s, _ in ckpt.intermediate(tmp_path / "ck", "pretrained")]
+    assert steps == [2, 4]
+
+
+def test_sigkilled_run_resumes_with_auto_resume(shards, tmp_path):
+    args = ["--shards", str(shards), "--steps", "30", "--save-every", "5", "--batch-size", "16",
+            "--blocks", "1", "--channels", "8", "--workers", "0", "--no-tensorboard",
+            "--lr-warmup-steps", "2", "--heartbeat-seconds", "0", "--keep-checkpoints", "0"]
+    ref = tmp_path / "ref"
+    done = subprocess.run([sys.executable, "-m", "train", *args, "--checkpoint-out",
+                           str(ref / "final.pt"), "--run-dir", str(tmp_path / "r1")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "train", *args, "--checkpoint-out", str(out / "final.pt"),
+           "--run-dir", str(tmp_path / "r2")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not ckpt.intermediate(out, "pretrained"):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "final.pt").exists()
+    again = subprocess.run(cmd + ["--auto-resume"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from" in again.stderr
+    want, got = params(ref / "final.pt"), params(out / "final.pt")
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_every_flag_reaches_the_config():
+    ap = argparse.ArgumentParser()
+    add_flags(ap)
+    defaults = TrainConfig()
+    for flag, name in FLAGS.items():
+        obj, attr = ((defaults.ssl_weights, name.split(".")[1]) if "." in name
+                     else (defaults, name))
+        default = getattr(obj, attr)
+        if isinstance(default, bool):
+            argv, want = [f"--{'no-' if default else ''}{flag}"], not default
+        elif name == "device":
+            argv, want = [f"--{flag}", "cpu"], "cpu"
+        elif name in ("memory_warning", "memory_critical"):
+            want = 0.9 if name == "memory_warning" else 0.97
+            argv = [f"--{flag}", str(want)]
+        elif name == "curriculum":
+            argv, want = [f"--{flag}", "uniform"], "uniform"
+        elif isinstance(default, float):
+            want = default / 2 if default else 0.25
+            argv = [f"--{flag}", str(want)]
+        elif isinstance(default, int):
+            argv, want = [f"--{flag}", str(default + 3)], default + 3
+        else:
+            argv, want = [f"--{flag}", "some/path.pt"], "some/path.pt"
+        run = load_run_config(None, vars(ap.parse_args(argv)))
+        obj = run.train.ssl_weights if "." in name else run.train
+        assert getattr(obj, attr) == want, flag
+    # the seed's flag names are all there
+    for flag in ("steps", "batch-size", "lr", "weight-decay", "ema-decay", "ssl-weight",
+                 "ssl-warmup-steps", "ssl-piece-weight", "ssl-threat-weight", "ssl-pin-weight",
+                 "ssl-fork-weight", "ssl-control-weight", "ssl-pawn-structure-weight",
+                 "ssl-king-safety-weight", "checkpoint-in", "checkpoint-out",
+                 "checkpoint-prefix", "save-every", "use-amp", "curriculum", "auto-resume",
+                 "progress-interval", "grad-clip-norm", "accum-steps", "ssl-every-n",
+                 "ssl-chunk-size", "device", "seed", "shards"):
+        assert flag in FLAGS, flag
+
+
+def test_seed_defaults():
+    cfg = TrainConfig()
+    assert (cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.ema_decay, cfg.ssl_weight,
+            cfg.ssl_warmup_steps, cfg.save_every, cfg.grad_clip_norm, cfg.accum_steps,
+            cfg.ssl_every_n, cfg.ssl_chunk_size, cfg.progress_interval, cfg.curriculum) == \
+        (96, 0.001, 1e-4, 0.999, 0.15, 500, 5000, 0.5, 1, 1, 128, 100, "stockfish")
+    w = cfg.ssl_weights
+    assert (w.piece, w.threat, w.pin, w.fork, w.control, w.pawn_structure, w.king_safety) == \
+        (1.0, 0.8, 0.7, 0.6, 0.5, 0.4, 0.4)
+
+
+def test_config_file_errors_name_the_key(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("train:\n  batch_sise: 3\n")
+    with pytest.raises(ConfigError, match="train.batch_sise"):
+        load_run_config(bad)
+    bad.write_text("train:\n  lr: fast\n")
+    with pytest.raises(ConfigError, match="train.lr"):
+        load_run_config(bad)
+    bad.write_text("model:\n  channels: 0\n")
+    with pytest.raises(ConfigError, match="channels"):
+        load_run_config(bad)
+
+
+def test_repo_config_yaml_loads():
+    run = load_run_config(naive.REPO / "config.yaml")
+    assert run.train.batch_size == 96 and run.train.curriculum == "stockfish"
+
+
+def test_amp_on_cpu_uses_bf16_and_stays_finite(shards, tmp_path):
+    summary = train(run_config(shards, tmp_path, steps=6, use_amp=True, progress_interval=3))
+    last = summary["last_metrics"]
+    assert summary["nonfinite_total"] == 0
+    assert all(torch.isfinite(torch.tensor(last[k])) for k in ("policy", "value", "ssl"))
+
+
+def test_nonfinite_losses_stop_the_run_with_a_checkpoint(shards, tmp_path):
+    run = run_config(shards, tmp_path, steps=50, lr=1e30, lr_warmup_steps=0, max_nonfinite=3,
+                     grad_clip_norm=0.0, weight_decay=0.0)
+    with pytest.raises(TrainingError, match="non-finite"):
+        train(run)
+    assert ckpt.intermediate(tmp_path / "ck", "pretrained")
+
+
+def test_missing_device_is_a_clear_error(shards, tmp_path, capsys):
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    code = main(["--shards", str(shards), "--device", "mps", "--steps", "1",
+                 "--checkpoint-out", str(tmp_path / "x.pt"), "--run-dir", str(tmp_path)])
+    assert code == 2
+    assert "MPS is not available" in capsys.readouterr().err
+
+
+def test_missing_shards_is_a_clear_error(tmp_path, capsys):
+    code = main(["--shards", str(tmp_path / "none"), "--steps", "1", "--device", "cpu",
+                 "--run-dir", str(tmp_path)])
+    assert code == 2
+    assert "make shards" in capsys.readouterr().err
+
+
+def test_checkpoint_in_reports_keys(shards, tmp_path, caplog):
+    train(run_config(shards, tmp_path / "a", steps=2))
+    src = tmp_path / "a" / "ck" / "final.pt"
+    with caplog.at_level("INFO", logger="train"):
+        train(run_config(shards, tmp_path / "b", steps=1, checkpoint_in=str(src)))
+    assert any("initialised from" in r.getMessage() and "0 missing keys" in r.getMessage()
+               for r in caplog.records)
+    with pytest.raises(TrainingError, match="does not fit"):
+        train(run_config(shards, tmp_path / "c", steps=1, checkpoint_in=str(src),
+                         **{"model.channels": 8}))

@@ -1,0 +1,64 @@
+"""python -m train: train a network on shards built by `make shards`.
+
+Flags have the seed tool's names and defaults; they override config.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dataengine.config import ConfigError
+from train.checkpoint import CheckpointError
+from train.config import add_flags, load_run_config
+from train.loader import DataError
+from train.trainer import TrainingError, train
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines that do not break the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def setup_logging(log_file: Path | None) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [_TqdmHandler()]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    for h in handlers:
+        h.setFormatter(fmt)
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
+    add_flags(ap)
+    args = vars(ap.parse_args(argv))
+    config_path = args.pop("config")
+    try:
+        run = load_run_config(config_path, args)
+        cfg = run.train
+        setup_logging(Path(cfg.run_dir) / cfg.checkpoint_prefix / "train.log")
+        summary = train(run)
+    except (ConfigError, DataError, CheckpointError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun with --auto-resume to continue from the last checkpoint",
+              file=sys.stderr)
+        return 130
+    print(f"done: {summary['step']} steps, checkpoint {summary['checkpoint']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Trainer configuration: the seed tool's flags, with its names and defaults.
+
+Precedence: built-in defaults < ``config.yaml`` (sections ``train:``, ``model:``,
+``loader:``, ``curricula:``) < command-line flags. Every field has a docstring;
+an unknown key or a bad value is an error that names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dataengine.config import ConfigError, load_section, read_yaml
+from train.loader import LoaderConfig
+from train.losses import SSLWeights
+from train.model import ModelConfig
+
+DEVICES = ("auto", "mps", "cuda", "cpu")
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """One training run. Saved inside every checkpoint."""
+
+    steps: int = 100_000
+    """Optimizer steps of the run."""
+    batch_size: int = 96
+    """Positions per step (per accumulation micro-step)."""
+    lr: float = 0.001
+    """Peak learning rate: linear warmup, then cosine decay to lr * min_lr_ratio."""
+    lr_warmup_steps: int = 500
+    """Steps of linear learning-rate warmup."""
+    min_lr_ratio: float = 0.05
+    """Final learning rate as a fraction of lr."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    ema_decay: float = 0.999
+    """Decay of the exponential moving average of the weights (evaluation uses the EMA)."""
+    ssl_weight: float = 0.15
+    """Overall weight of the SSL loss."""
+    ssl_warmup_steps: int = 500
+    """The SSL weight rises linearly from 0 over these first steps."""
+    ssl_weights: SSLWeights = field(default_factory=SSLWeights)
+    """Weight of each SSL task inside the SSL loss."""
+    ssl_every_n: int = 1
+    """Compute the SSL loss every N steps (2 halves its cost)."""
+    ssl_chunk_size: int = 128
+    """SSL heads run over chunks of this many positions, to cap peak memory."""
+    teacher_mix: float = 0.5
+    """Value target: weight of the teacher eval against the game result where a record has
+    both (0 = results only, 1 = teacher evals only)."""
+    policy_from_teacher: bool = True
+    """Policy target: the teacher's best move where known, else the move played."""
+    grad_clip_norm: float = 0.5
+    """Clip the gradient norm to this every step (0 = no clipping)."""
+    accum_steps: int = 1
+    """Gradient accumulation micro-steps per optimizer step (effective batch = batch x accum)."""
+    use_amp: bool = False
+    """Mixed precision: fp16 with a grad scaler on CUDA and MPS, bf16 autocast on CPU."""
+    max_nonfinite: int = 20
+    """Stop (after saving a checkpoint) after this many consecutive non-finite losses."""
+    curriculum: str = "stockfish"
+    """Named curriculum (config.yaml `curricula:` or built in: stockfish, uniform)."""
+    shards: str = "shards"
+    """Directory with manifest.json from `make shards`."""
+    checkpoint_in: str | None = None
+    """Initialise the weights from this checkpoint (a new run; missing/unexpected keys reported)."""
+    checkpoint_out: str = "checkpoints/pretrained.pt"
+    """The final checkpoint."""
+    checkpoint_prefix: str = "pretrained"
+    """Intermediate checkpoints are <dir of checkpoint_out>/<prefix>_step<N>.pt."""
+    save_every: int = 5000
+    """Save an intermediate checkpoint every N steps (0 = only the final one)."""
+    keep_checkpoints: int = 3
+    """How many intermediate checkpoints to keep (oldest deleted first; 0 = all)."""
+    auto_resume: bool = False
+    """Continue from the latest intermediate checkpoint of this prefix, if there is one."""
+    progress_interval: int = 100
+    """Write a metrics line every N steps."""
+    heartbeat_seconds: float = 300.0
+    """Log a heartbeat (step, losses, memory, lr, device) this often."""
+    memory_check_every: int = 1000
+    """Check memory (and clear caches) every N steps."""
+    memory_warning: float = 0.85
+    """Memory use (fraction of RAM, or of the device's memory) that triggers a cache cleanup."""
+    memory_critical: float = 0.95
+    """Memory use that halves the SSL chunk size and saves a checkpoint."""
+    device: str = "auto"
+    """auto (MPS, then CUDA, then CPU), mps, cuda or cpu."""
+    seed: int = 0
+    """Seeds the model's initialisation and the data order."""
+    run_dir: str = "runs"
+    """Metrics go to <run_dir>/<checkpoint_prefix>/ (metrics.jsonl, TensorBoard events)."""
+    tensorboard: bool = True
+    """Also write TensorBoard event files."""
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "accum_steps", "ssl_every_n", "ssl_chunk_size",
+                    "progress_interval", "memory_check_every", "max_nonfinite")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr_warmup_steps", "ssl_warmup_steps", "save_every", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "ssl_weight", "grad_clip_norm", "heartbeat_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("ema_decay", "min_lr_ratio", "teacher_mix"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"train.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0 < self.memory_warning <= self.memory_critical:
+            raise ConfigError("train.memory_warning must be > 0 and <= memory_critical")
+        if self.device not in DEVICES:
+            raise ConfigError(f"train.device must be one of {DEVICES}, got {self.device!r}")
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """Everything a run needs: saved in each checkpoint."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    curricula: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# the seed's flags -> the config field they set ("ssl_weights.piece" = a nested field)
+def _flag_fields() -> dict[str, str]:
+    flags = {f.name.replace("_", "-"): f.name for f in dataclasses.fields(TrainConfig)
+             if f.name != "ssl_weights"}
+    for f in dataclasses.fields(SSLWeights):
+        flags[f"ssl-{f.name.replace('_', '-')}-weight"] = f"ssl_weights.{f.name}"
+    return flags
+
+
+FLAGS = _flag_fields()
+
+
+def add_flags(ap: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (and per SSL task weight), defaulting to None so that
+    only flags given on the command line override the config file."""
+    defaults = TrainConfig()
+    for flag, name in FLAGS.items():
+        obj, attr = (defaults.ssl_weights, name.split(".")[1]) if "." in name else (defaults, name)
+        default = getattr(obj, attr)
+        kind = type(default) if default is not None else str
+        if kind is bool:
+            ap.add_argument(f"--{flag}", dest=name, action=argparse.BooleanOptionalAction,
+                            default=None, help=f"(default {default})")
+        else:
+            ap.add_argument(f"--{flag}", dest=name, type=kind, default=None, metavar="X",
+                            help=f"(default {default})")
+    ap.add_argument("--blocks", dest="model.blocks", type=int, default=None,
+                    help="residual blocks of a new model")
+    ap.add_argument("--channels", dest="model.channels", type=int, default=None,
+                    help="channels of a new model")
+    ap.add_argument("--workers", dest="loader.workers", type=int, default=None,
+                    help="DataLoader worker processes")
+
+
+def load_run_config(path: str | Path | None, overrides: dict | None = None) -> RunConfig:
+    """Defaults < YAML file < overrides (flat keys like "lr", "ssl_weights.piece",
+    "model.blocks", "loader.workers")."""
+    data = read_yaml(path) if path else {}
+    sections = {k: dict(data.get(k) or {}) for k in ("train", "model", "loader")}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key.startswith(("model.", "loader.")):
+            section, attr = key.split(".", 1)
+            sections[section][attr] = value
+        elif key.startswith("ssl_weights."):
+            sections["train"].setdefault("ssl_weights", {})[key.split(".", 1)[1]] = value
+        else:
+            sections["train"][key] = value
+    try:
+        model = load_section(ModelConfig, sections["model"], "model")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return RunConfig(
+        train=load_section(TrainConfig, sections["train"], "train"),
+        model=model,
+        loader=load_section(LoaderConfig, sections["loader"], "loader"),
+        curricula=data.get("curricula") or {},
+    )

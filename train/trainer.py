@@ -1,0 +1,287 @@
+"""The training run, top to bottom: setup, model or resume, optimizer, data, loop.
+
+The step loop only moves compact batches to the device, expands them with
+tensor ops (train.expand) and computes losses: no chess logic here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from train import checkpoint as ckpt
+from train.config import RunConfig
+from train.curriculum import load_curriculum
+from train.expand import expand_inputs, expand_targets
+from train.loader import BatchLoader
+from train.losses import SSLWeights, policy_loss, ssl_losses_chunked, value_loss, wdl_loss
+from train.model import ChessNet, ModelConfig
+from train.monitor import Heartbeat, MemoryMonitor, MetricsLog, memory_figures
+
+log = logging.getLogger("train")
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (explained in the message); a checkpoint was saved if possible."""
+
+
+# ----------------------------------------------------------------------------- setup helpers
+
+
+def pick_device(name: str) -> torch.device:
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps and mps.is_available())
+    if name == "auto":
+        return torch.device("mps" if has_mps else "cuda" if torch.cuda.is_available() else "cpu")
+    if name == "mps" and not has_mps:
+        raise TrainingError("--device mps was asked for, but MPS is not available here "
+                            "(it needs Apple silicon and a torch build with MPS)")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to min_ratio at `total`."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def ssl_scale(step: int, weight: float, warmup: int) -> float:
+    return weight * min(1.0, (step + 1) / warmup) if warmup else weight
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    # no weight decay on biases and norm parameters
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+def init_from(model: torch.nn.Module, path: str) -> None:
+    """--checkpoint-in: weights (EMA when present) from another run, keys reported."""
+    state = ckpt.load(path)
+    weights = state.get("ema_model") or state.get("model") or state
+    try:
+        result = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # shape mismatch
+        raise TrainingError(f"--checkpoint-in {path!r} does not fit this model: {e}") from None
+    log.info("initialised from %s: %d missing keys %s, %d unexpected keys %s", path,
+             len(result.missing_keys), result.missing_keys[:5],
+             len(result.unexpected_keys), result.unexpected_keys[:5])
+
+
+def ema_weights(ema: AveragedModel) -> dict:
+    """The EMA model's state dict without AveragedModel's `module.` prefix."""
+    return {k.removeprefix("module."): v for k, v in ema.state_dict().items()
+            if k != "n_averaged"}
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def train(run: RunConfig) -> dict:
+    """Train as configured; returns a summary (final losses, steps, checkpoint path)."""
+    cfg = run.train
+    device = pick_device(cfg.device)
+    out_dir = Path(cfg.checkpoint_out).parent
+    run_dir = Path(cfg.run_dir) / cfg.checkpoint_prefix
+
+    # -- model, or resume ---------------------------------------------------------------
+    resume_path = ckpt.latest(out_dir, cfg.checkpoint_prefix) if cfg.auto_resume else None
+    state = ckpt.load(resume_path) if resume_path else None
+    if state is not None:
+        # the model's shape comes from the checkpoint, not from the command line
+        run = dataclasses.replace(run, model=ModelConfig(**state["config"]["model"]))
+        log.info("resuming from %s at step %d", resume_path, state["step"])
+    torch.manual_seed(cfg.seed)
+    model = ChessNet(run.model).to(device)
+    if cfg.checkpoint_in and state is None:
+        init_from(model, cfg.checkpoint_in)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                        use_buffers=True)
+
+    # -- optimizer, schedule, precision -------------------------------------------------
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.lr_warmup_steps, cfg.steps, cfg.min_lr_ratio))
+    scaled = cfg.use_amp and device.type in ("cuda", "mps")
+    amp_dtype = torch.float16 if scaled else torch.bfloat16  # bf16 autocast on CPU
+    scaler = torch.amp.GradScaler(device.type, enabled=scaled)
+
+    # -- data ---------------------------------------------------------------------------
+    curriculum = load_curriculum(cfg.curriculum, run.curricula)
+    loader = BatchLoader(cfg.shards, curriculum, steps=cfg.steps * cfg.accum_steps,
+                         batch_size=cfg.batch_size, seed=cfg.seed, cfg=run.loader,
+                         pin_memory=device.type == "cuda")
+
+    step, nonfinite_total, ssl_chunk = 0, 0, cfg.ssl_chunk_size
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        loader.load_state_dict(state["loader"])
+        ckpt.set_rng_state(state["rng"])
+        step, nonfinite_total = state["step"], state["nonfinite_total"]
+        ssl_chunk = state.get("ssl_chunk_size", ssl_chunk)
+
+    def snapshot() -> dict:
+        return {
+            "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
+            "ema_model": ema_weights(ema), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "loader": loader.state_dict(), "rng": ckpt.rng_state(),
+            "nonfinite_total": nonfinite_total, "ssl_chunk_size": ssl_chunk,
+            "config": run.to_dict(),
+        }
+
+    def save_intermediate() -> Path:
+        path = ckpt.step_path(out_dir, cfg.checkpoint_prefix, step)
+        ckpt.save(path, snapshot())
+        ckpt.prune(out_dir, cfg.checkpoint_prefix, cfg.keep_checkpoints)
+        return path
+
+    # -- monitoring ---------------------------------------------------------------------
+    metrics = MetricsLog(run_dir, cfg.tensorboard)
+    heartbeat = Heartbeat(cfg.heartbeat_seconds)
+    memory = MemoryMonitor(device, cfg.memory_warning, cfg.memory_critical)
+    log.info("device %s, model %s (%s parameters), %d steps of %d x %d, curriculum %s, "
+             "amp %s", device, run.model, f"{sum(p.numel() for p in model.parameters()):,}",
+             cfg.steps, cfg.batch_size, cfg.accum_steps, cfg.curriculum,
+             amp_dtype if cfg.use_amp else "off")
+    sums: dict[str, torch.Tensor] = {}
+    window = {"steps": 0, "wait": 0.0, "t0": time.perf_counter()}
+    consecutive_nonfinite = 0
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, unit="step")
+    batches = iter(loader)
+
+    # -- the loop -----------------------------------------------------------------------
+    while step < cfg.steps:
+        optimizer.zero_grad(set_to_none=True)
+        with_ssl = step % cfg.ssl_every_n == 0 and cfg.ssl_weight > 0
+        scale = ssl_scale(step, cfg.ssl_weight, cfg.ssl_warmup_steps)
+        finite = True
+        for _ in range(cfg.accum_steps):
+            t_wait = time.perf_counter()
+            _, batch = next(batches)
+            window["wait"] += time.perf_counter() - t_wait
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            x = expand_inputs(batch)
+            targets = expand_targets(batch, teacher_mix=cfg.teacher_mix,
+                                     policy_from_teacher=cfg.policy_from_teacher)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.use_amp):
+                out = model(x)
+                losses = {"policy": policy_loss(out["policy"], targets["policy"]),
+                          "value": value_loss(out["value"], targets["value"],
+                                              targets["value_mask"])}
+                if "wdl" in out:
+                    losses["wdl"] = wdl_loss(out["wdl"], targets["wdl"])
+                loss = sum(losses.values())
+                if with_ssl:
+                    tasks: dict[str, torch.Tensor] = {}
+                    ssl = ssl_losses_chunked(model, out["features"], targets, ssl_chunk,
+                                             cfg.ssl_weights, task_losses=tasks)
+                    losses["ssl"] = ssl
+                    losses.update({f"ssl_{k}": v for k, v in tasks.items()})
+                    loss = loss + scale * ssl
+            if not torch.isfinite(loss):
+                finite = False
+                break
+            scaler.scale(loss / cfg.accum_steps).backward()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float() / cfg.accum_steps
+        if not finite:
+            # skip the step (and the rest of its micro-batches' data stays consumed)
+            nonfinite_total += 1
+            consecutive_nonfinite += 1
+            log.warning("step %d: non-finite loss, step skipped (%d in a row, %d in total)",
+                        step, consecutive_nonfinite, nonfinite_total)
+            if consecutive_nonfinite >= cfg.max_nonfinite:
+                path = save_intermediate()
+                raise TrainingError(f"{consecutive_nonfinite} non-finite losses in a row at "
+                                    f"step {step}; saved {path}. Lower --lr, or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            scheduler.step()
+            bar.update(1)
+            continue
+        consecutive_nonfinite = 0
+        scaler.unscale_(optimizer)
+        grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+                     if cfg.grad_clip_norm > 0 else torch.tensor(0.0))
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        ema.update_parameters(model)
+        step += 1
+        window["steps"] += 1
+        sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm.detach().float()
+        bar.update(1)
+
+        # -- monitoring and saving ------------------------------------------------------
+        if step % cfg.progress_interval == 0 or step == cfg.steps or heartbeat.due():
+            n = max(1, window["steps"])
+            dt = time.perf_counter() - window["t0"]
+            line = {k: float(v) / n for k, v in sums.items()}
+            line.update({
+                "lr": scheduler.get_last_lr()[0], "ssl_scale": scale,
+                "steps_per_s": n / dt, "positions_per_s": n * cfg.batch_size *
+                cfg.accum_steps / dt, "data_wait_frac": window["wait"] / dt,
+                "phase": loader.schedule.phase_name(loader.step - 1),
+                "nonfinite_total": nonfinite_total, **memory_figures(device),
+            })
+            metrics.write(step, line)
+            bar.set_postfix(policy=f"{line['policy']:.3f}", value=f"{line['value']:.3f}",
+                            ssl=f"{line.get('ssl', float('nan')):.3f}")
+            log.info("step %d/%d (%.1f%%) %s | lr %.2e | %.1f steps/s | mem %.0f MB | %s",
+                     step, cfg.steps, 100 * step / cfg.steps,
+                     " ".join(f"{k} {v:.4f}" for k, v in line.items()
+                              if k in ("policy", "value", "wdl", "ssl")
+                              or k.startswith("ssl_") and k != "ssl_scale"),
+                     line["lr"], line["steps_per_s"], line["rss_mb"], device)
+            sums, window = {}, {"steps": 0, "wait": 0.0, "t0": time.perf_counter()}
+        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+            save_intermediate()
+        if step % cfg.memory_check_every == 0:
+            status = memory.check(step)
+            if status == "critical":
+                ssl_chunk = max(1, ssl_chunk // 2)
+                path = save_intermediate()
+                log.warning("memory critical: SSL chunk size now %d, checkpoint %s",
+                            ssl_chunk, path)
+    bar.close()
+
+    # -- the end ------------------------------------------------------------------------
+    final = snapshot()
+    ckpt.save(cfg.checkpoint_out, final)
+    if cfg.save_every:
+        save_intermediate()
+    metrics.close()
+    log.info("saved %s after %d steps", cfg.checkpoint_out, step)
+    return {"step": step, "checkpoint": cfg.checkpoint_out, "nonfinite_total": nonfinite_total,
+            "last_metrics": _last_metrics(metrics.path)}
+
+
+def _last_metrics(path: Path) -> dict:
+    import json
+
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    return json.loads(lines[-1]) if lines else {}
+
+
+__all__ = ["SSLWeights", "TrainingError", "lr_factor", "pick_device", "train"]
