@@ -11,6 +11,7 @@ TORCH_PIN ?= torch==2.13.0
 INPUT   ?= dataengine/sample_data
 OUT     ?= shards
 WORKERS ?= 2
+CLUSTER ?=
 STEPS   ?= 100000
 RUN     ?= runs/pretrained
 ARGS    ?=
@@ -47,8 +48,8 @@ bench: setup ## print the benchmark tables (labelers, data engine)
 lint: setup ## ruff over the whole project
 	$(VENV)/bin/ruff check .
 
-shards: setup ## build labelled shards: make shards [INPUT=files-or-dirs] [OUT=shards] [WORKERS=2]
-	$(PY) -m dataengine.build $(INPUT) --out $(OUT) --workers $(WORKERS) --config config.yaml
+shards: setup ## build labelled shards: make shards [INPUT=files-or-dirs] [OUT=shards] [WORKERS=2] [CLUSTER=tcp://host:8786]
+	$(PY) -m dataengine.build $(INPUT) --out $(OUT) --workers $(WORKERS) --config config.yaml $(if $(CLUSTER),--scheduler $(CLUSTER))
 
 # the default shards are built only when there are none: real shards are never overwritten
 $(OUT)/manifest.json:

@@ -140,14 +140,18 @@ def part_paths(work: Path, key: str) -> tuple[Path, Path]:
     return work / f"{key}.part", work / f"{key}.skips.json"
 
 
-def run_task(task: Task, work: str) -> dict:
-    """Read one range, label it and write its part. Returns the part's summary."""
+def run_task(task: Task, work: str, root: str | None = None) -> dict:
+    """Read one range, label it and write its part. Returns the part's summary.
+
+    `root`: the directory relative input paths are read from (a cluster worker's
+    working directory may differ); skips still name the path as given."""
     from dataengine.records import units_to_block  # imported in the worker process
 
     units, skips = [], []
-    for item in readers.read(task.path, task.start, task.end):
+    source = str(Path(root) / task.path) if root else task.path
+    for item in readers.read(source, task.start, task.end):
         if isinstance(item, readers.Skip):
-            skips.append([item.reason, item.path, item.line, item.detail])
+            skips.append([item.reason, task.path, item.line, item.detail])
         else:
             units.append(item)
     block = units_to_block(units, task.file_id)
@@ -158,7 +162,37 @@ def run_task(task: Task, work: str) -> dict:
     return {"key": task.key, "records": schema.block_len(block), "skipped": len(skips)}
 
 
-def parse_all(tasks: list[Task], work: Path, workers: int, quiet: bool) -> None:
+def run_on_dask(todo: list[Task], work: Path, scheduler: str, workers: int, advance) -> None:
+    """The same tasks on a Dask cluster: `scheduler` is an address (tcp://host:8786) or
+    "local" for a LocalCluster of `workers` processes. Workers must see the input files
+    and the output directory at the same paths (a shared filesystem)."""
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise BuildError("--scheduler needs dask.distributed: pip install 'dask[distributed]' "
+                         "(or the project's [cluster] extra)") from None
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1,
+                               processes=True, dashboard_address=None)
+    try:
+        client = Client(cluster if cluster is not None else scheduler, timeout="10s")
+    except OSError as e:
+        raise BuildError(f"cannot reach the Dask scheduler at {scheduler!r}: {e}") from None
+    root, out = os.getcwd(), str(work.resolve())
+    try:
+        futures = {client.submit(run_task, t, out, root, key=f"part-{t.key}", pure=False): t
+                   for t in todo}
+        for fut in as_completed(futures):
+            advance(futures[fut], fut.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def parse_all(tasks: list[Task], work: Path, workers: int, quiet: bool,
+              scheduler: str | None = None) -> None:
     todo = [t for t in tasks if not part_paths(work, t.key)[0].exists()]
     done_bytes = sum(t.size for t in tasks) - sum(t.size for t in todo)
     bar = tqdm(
@@ -176,7 +210,9 @@ def parse_all(tasks: list[Task], work: Path, workers: int, quiet: bool) -> None:
         bar.set_postfix(pos_s=f"{records / max(time.perf_counter() - t0, 1e-9):,.0f}")
 
     try:
-        if workers <= 1 or len(todo) <= 1:
+        if scheduler:
+            run_on_dask(todo, work, scheduler, workers, advance)
+        elif workers <= 1 or len(todo) <= 1:
             for t in todo:
                 advance(t, run_task(t, str(work)))
         else:
@@ -413,6 +449,7 @@ def is_up_to_date(out: Path, key: str) -> bool:
 def build(
     inputs: list[str], out: str | Path, *, workers: int = 1, cfg: BuildConfig | None = None,
     force: bool = False, quiet: bool = False, keep_work: bool = False,
+    scheduler: str | None = None,
 ) -> dict:
     """Build shards from `inputs` into `out`; returns the manifest."""
     cfg = cfg or BuildConfig()
@@ -426,7 +463,7 @@ def build(
     work = out / WORK
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    parse_all(tasks, work, workers, quiet)
+    parse_all(tasks, work, workers, quiet, scheduler)
     manifest = merge(files, tasks, out, cfg, quiet)
     manifest["build_key"] = key
     atomic_write(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
@@ -458,13 +495,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="parallel processes (default: all cores)")
     ap.add_argument("--config", default=None,
                     help="YAML config whose `data:` section sets the build (default: built-in)")
+    ap.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="run the parse+label tasks on a Dask cluster (tcp://host:8786, or "
+                    "'local' for a LocalCluster of --workers processes); needs a shared "
+                    "filesystem")
     ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
     ap.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     args = ap.parse_args(argv)
     try:
         cfg = load_build_config(args.config)
         build(args.inputs, args.out, workers=args.workers, cfg=cfg, force=args.force,
-              quiet=args.quiet)
+              quiet=args.quiet, scheduler=args.scheduler)
     except (BuildError, ConfigError, readers.ReaderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -257,3 +257,21 @@ def test_bytes_per_record_target(tmp_path):
                      quiet=True)
     assert manifest["bytes_per_record"] <= 24
     assert os.path.getsize(tmp_path / "out" / "manifest.json") > 0
+
+
+def test_dask_local_cluster_gives_the_same_bytes(tmp_path):
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    cfg = BuildConfig(chunk_bytes=131072, block_records=1024, blocks_per_shard=4)
+    local = build([str(naive.SAMPLE)], tmp_path / "local", workers=1, cfg=cfg, quiet=True)
+    dask = build([str(naive.SAMPLE)], tmp_path / "dask", workers=2, cfg=cfg, quiet=True,
+                 scheduler="local")
+    assert local == dask
+    assert output_files(tmp_path / "local") == output_files(tmp_path / "dask")
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path, capsys):
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    code = main([str(naive.SAMPLE / "openings_a.tsv"), "--out", str(tmp_path / "o"),
+                 "--scheduler", "tcp://127.0.0.1:9", "--quiet"])
+    assert code == 2
+    assert "Dask scheduler" in capsys.readouterr().err
