@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -136,8 +136,9 @@ def plan(paths: list[str], cfg: BuildConfig) -> tuple[list[InputFile], list[Task
 # ----------------------------------------------------------------------------- parse + label
 
 
-def part_paths(work: Path, key: str) -> tuple[Path, Path]:
-    return work / f"{key}.part", work / f"{key}.skips.json"
+def part_paths(work: Path, key: str) -> tuple[Path, Path, Path]:
+    """The part (the marker of a finished task), its skips, its position keys."""
+    return work / f"{key}.part", work / f"{key}.skips.json", work / f"{key}.keys"
 
 
 def run_task(task: Task, work: str, root: str | None = None) -> dict:
@@ -145,7 +146,7 @@ def run_task(task: Task, work: str, root: str | None = None) -> dict:
 
     `root`: the directory relative input paths are read from (a cluster worker's
     working directory may differ); skips still name the path as given."""
-    from dataengine.records import units_to_block  # imported in the worker process
+    from dataengine.records import position_keys, units_to_block  # in the worker process
 
     units, skips = [], []
     source = str(Path(root) / task.path) if root else task.path
@@ -155,9 +156,10 @@ def run_task(task: Task, work: str, root: str | None = None) -> dict:
         else:
             units.append(item)
     block = units_to_block(units, task.file_id)
-    part, skip_file = part_paths(Path(work), task.key)
-    # skips first: the part file is the marker that the task is complete
+    part, skip_file, keys_file = part_paths(Path(work), task.key)
+    # the part file last: it is the marker that the task is complete
     atomic_write(skip_file, json.dumps(skips).encode())
+    atomic_write(keys_file, position_keys(block).astype("<u8").tobytes())
     atomic_write(part, schema.encode_block(block, level=1))
     return {"key": task.key, "records": schema.block_len(block), "skipped": len(skips)}
 
@@ -229,14 +231,14 @@ def parse_all(tasks: list[Task], work: Path, workers: int, quiet: bool,
 
 
 class ShardWriter:
-    """Cuts a stream of records into blocks and blocks into shard tars."""
+    """Cuts a stream of records into blocks and blocks into shard tars; blocks are
+    compressed on a thread pool (zstd and the byte shuffle release the GIL)."""
 
-    def __init__(self, out: Path, split: str, cfg: BuildConfig):
+    def __init__(self, out: Path, split: str, cfg: BuildConfig, pool: ThreadPoolExecutor):
         self.dir = out / split
-        self.split, self.cfg = split, cfg
-        self.pending: list[schema.Block] = []
-        self.pending_n = 0
-        self.members: list[tuple[str, bytes]] = []
+        self.split, self.cfg, self.pool = split, cfg, pool
+        self.buffer: schema.Block | None = None  # records not yet in a block
+        self.members: list[tuple[str, Future]] = []
         self.member_buckets = Counter()
         self.member_teacher = Counter()
         self.shards: list[dict] = []
@@ -247,40 +249,39 @@ class ShardWriter:
     def add(self, block: schema.Block) -> None:
         if schema.block_len(block) == 0:
             return
-        self.pending.append(block)
-        self.pending_n += schema.block_len(block)
-        while self.pending_n >= self.cfg.block_records:
-            self._emit_block(self.cfg.block_records)
+        self.buffer = block if self.buffer is None else schema.concat_blocks([self.buffer, block])
+        n, size, start = schema.block_len(self.buffer), self.cfg.block_records, 0
+        while n - start >= size:
+            self._emit_block(schema.take(self.buffer, slice(start, start + size)))
+            start += size
+        self.buffer = schema.take(self.buffer, slice(start, None)) if start < n else None
 
     def close(self) -> list[dict]:
-        if self.pending_n:
-            self._emit_block(self.pending_n)
+        if self.buffer is not None:
+            self._emit_block(self.buffer)
+            self.buffer = None
         if self.members:
             self._write_shard()
         return self.shards
 
-    def _emit_block(self, n: int) -> None:
-        merged = schema.concat_blocks(self.pending)
-        block, rest = schema.take(merged, slice(0, n)), schema.take(merged, slice(n, None))
-        self.pending = [rest] if schema.block_len(rest) else []
-        self.pending_n = schema.block_len(rest)
+    def _emit_block(self, block: schema.Block) -> None:
         key = f"{self.blocks_written:08d}"
         self.blocks_written += 1
-        data = schema.encode_block(block, level=self.cfg.zstd_level)
-        self.members.append((f"{key}.{schema.MEMBER_EXT}", data))
+        future = self.pool.submit(schema.encode_block, block, self.cfg.zstd_level)
+        self.members.append((f"{key}.{schema.MEMBER_EXT}", future))
         counts = np.bincount(block["bucket"], minlength=len(schema.BUCKETS))
         teacher = (block["flags"] & schema.HAS_TEACHER_EVAL) != 0
         t_counts = np.bincount(block["bucket"][teacher], minlength=len(schema.BUCKETS))
         for name, c, t in zip(schema.BUCKETS, counts, t_counts, strict=True):
             self.member_buckets[name] += int(c)
             self.member_teacher[name] += int(t)
-        self.records_in_shard += n
+        self.records_in_shard += schema.block_len(block)
         if len(self.members) == self.cfg.blocks_per_shard:
             self._write_shard()
 
     def _write_shard(self) -> None:
         name = f"shard-{len(self.shards):06d}.tar"
-        data = tar_bytes(self.members)
+        data = tar_bytes([(member, future.result()) for member, future in self.members])
         atomic_write(self.dir / name, data)
         self.shards.append({
             "path": f"{self.split}/{name}",
@@ -336,17 +337,17 @@ def read_val_zarr(path: str | Path) -> schema.Block:
 def merge(
     files: list[InputFile], tasks: list[Task], out: Path, cfg: BuildConfig, quiet: bool
 ) -> dict:
-    from dataengine.records import position_keys, repeat_keep_mask
+    from dataengine.records import repeat_keep_mask
 
     work = out / WORK
     ordered = sorted(tasks, key=lambda t: t.order)
 
     def load(task: Task) -> schema.Block:
-        part, _ = part_paths(work, task.key)
+        part = part_paths(work, task.key)[0]
         return schema.decode_block(part.read_bytes(), str(part))
 
     # pass 1: which records survive the repeat cap (needs every key, in input order)
-    keys = [position_keys(load(t)) for t in tqdm(ordered, desc="dedup", disable=quiet)]
+    keys = [np.fromfile(part_paths(work, t.key)[2], dtype="<u8") for t in ordered]
     sizes = [len(k) for k in keys]
     keep = repeat_keep_mask(np.concatenate(keys) if keys else np.zeros(0, np.uint64),
                             cfg.max_repeats)
@@ -356,7 +357,8 @@ def merge(
     for split in schema.SPLITS:  # stale shards of an earlier build must not linger
         for old in (out / split).glob("shard-*.tar") if (out / split).exists() else []:
             old.unlink()
-    writers = {s: ShardWriter(out, s, cfg) for s in schema.SPLITS}
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    writers = {s: ShardWriter(out, s, cfg, pool) for s in schema.SPLITS}
     val_blocks: list[schema.Block] = []
     skips: list[list] = []
     per_file = {i: Counter() for i in range(len(files))}
@@ -380,6 +382,8 @@ def merge(
     splits = {}
     for split, writer in writers.items():
         shards = writer.close()
+        if split == schema.SPLITS[-1]:
+            pool.shutdown()
         buckets, teacher = Counter(), Counter()
         for s in shards:
             buckets.update(s["buckets"])
