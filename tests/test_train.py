@@ -226,3 +226,14 @@ def test_checkpoint_in_reports_keys(shards, tmp_path, caplog):
     with pytest.raises(TrainingError, match="does not fit"):
         train(run_config(shards, tmp_path / "c", steps=1, checkpoint_in=str(src),
                          **{"model.channels": 8}))
+
+
+def test_plot_draws_the_loss_curves(shards, tmp_path):
+    from train.plot import main as plot_main
+
+    train(run_config(shards, tmp_path, steps=6, progress_interval=2))
+    out = tmp_path / "losses.png"
+    assert plot_main([str(tmp_path / "runs" / "pretrained"), "--out", str(out)]) == 0
+    data = out.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+    assert plot_main([str(tmp_path / "nowhere")]) == 2
