@@ -17,7 +17,7 @@ RUN     ?= runs/pretrained
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow bench lint shards inspect train plot clean
+.PHONY: help setup test test-slow bench lint shards inspect train plot eval clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,10 @@ train: setup $(OUT)/manifest.json ## train: make train STEPS=100000 [ARGS="--bat
 
 plot: setup ## loss curves of a run to PNG: make plot [RUN=runs/pretrained]
 	$(PY) -m train.plot $(RUN)
+
+eval: setup ## compare two checkpoints: make eval A=new.pt B=old.pt [ARGS="--games 100 --pgn games.pgn --report eval.json"]
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make eval A=CHECKPOINT|random|material|stockfish B=... [ARGS=...]"; exit 2; }
+	$(PY) -m train.enhanced_eval --model-a $(A) --model-b $(B) --shards $(OUT) $(ARGS)
 
 inspect: setup ## summary of built shards: make inspect [OUT=shards]
 	$(PY) -m dataengine.inspect summary $(OUT)
