@@ -13,11 +13,12 @@ OUT     ?= shards
 WORKERS ?= 2
 CLUSTER ?=
 STEPS   ?= 100000
+NPROC   ?= 2
 RUN     ?= runs/pretrained
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow bench lint shards inspect train plot eval clean
+.PHONY: help setup test test-slow bench lint shards inspect train train-ddp plot eval clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +58,9 @@ $(OUT)/manifest.json:
 
 train: setup $(OUT)/manifest.json ## train: make train STEPS=100000 [ARGS="--batch-size 256 --auto-resume"]
 	$(PY) -m train --config config.yaml --steps $(STEPS) --shards $(OUT) $(ARGS)
+
+train-ddp: setup $(OUT)/manifest.json ## train on NPROC GPUs of this machine: make train-ddp NPROC=4 [ARGS="--batch-size 256"]
+	$(VENV)/bin/torchrun --standalone --nproc-per-node $(NPROC) -m train --config config.yaml --steps $(STEPS) --shards $(OUT) $(ARGS)
 
 plot: setup ## loss curves of a run to PNG: make plot [RUN=runs/pretrained]
 	$(PY) -m train.plot $(RUN)

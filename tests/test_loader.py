@@ -143,14 +143,16 @@ def test_corrupt_shard_is_reported_by_name_and_skipped(shards, tmp_path, caplog)
     assert any("shard-000002.tar" in r.getMessage() for r in caplog.records)
 
 
-def test_ranks_get_disjoint_shards(shards):
-    a = make(shards)
-    r0 = BatchLoader(shards, load_curriculum("uniform"), steps=10, batch_size=8, seed=1,
-                     cfg=LoaderConfig(workers=0), rank=0, world=2)
-    r1 = BatchLoader(shards, load_curriculum("uniform"), steps=10, batch_size=8, seed=1,
-                     cfg=LoaderConfig(workers=0), rank=1, world=2)
-    p0, p1 = {s.path for s in r0.shards}, {s.path for s in r1.shards}
-    assert p0 and p1 and not p0 & p1 and p0 | p1 == {s.path for s in a.shards}
+def test_ranks_split_the_global_batch_by_rows(shards):
+    def loader(batch_size, rank=0, world=1):
+        return BatchLoader(shards, load_curriculum("uniform"), steps=10, batch_size=batch_size,
+                           seed=1, cfg=LoaderConfig(workers=0), rank=rank, world=world)
+
+    whole = batches(loader(16), 10)
+    r0, r1 = batches(loader(8, 0, 2), 10), batches(loader(8, 1, 2), 10)
+    for (k, want), (k0, a), (k1, b) in zip(whole, r0, r1, strict=True):
+        assert k == k0 == k1
+        assert all(torch.equal(want[c], torch.cat([a[c], b[c]])) for c in want)
 
 
 def test_streams_wrap_into_new_epochs(shards):

@@ -1,6 +1,10 @@
 """python -m train: train a network on shards built by `make shards`.
 
 Flags have the seed tool's names and defaults; they override config.yaml.
+On several GPUs (or CPU processes), launch it with torchrun; --batch-size is per
+process, so the global batch is nproc x batch-size:
+
+    torchrun --standalone --nproc-per-node 4 -m train --batch-size 256 ...
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from tqdm import tqdm
 from dataengine.config import ConfigError
 from train.checkpoint import CheckpointError
 from train.config import add_flags, load_run_config
+from train.distributed import DistributedError, env_rank
 from train.loader import DataError
 from train.trainer import TrainingError, train
 
@@ -26,7 +31,16 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
-def setup_logging(log_file: Path | None) -> None:
+def setup_logging(log_file: Path | None, rank: int = 0) -> None:
+    """INFO to stderr and `log_file`; under torchrun only rank 0 does that, the other
+    ranks print their warnings and errors, marked with their rank, and write no file."""
+    if rank:
+        fmt = logging.Formatter(f"%(asctime)s [rank {rank}] %(levelname)s %(message)s",
+                                "%H:%M:%S")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(fmt)
+        logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+        return
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     handlers: list[logging.Handler] = [_TqdmHandler()]
     if log_file is not None:
@@ -44,19 +58,23 @@ def main(argv: list[str] | None = None) -> int:
     add_flags(ap)
     args = vars(ap.parse_args(argv))
     config_path = args.pop("config")
+    rank = 0
     try:
+        rank = env_rank()
         run = load_run_config(config_path, args)
         cfg = run.train
-        setup_logging(Path(cfg.run_dir) / cfg.checkpoint_prefix / "train.log")
+        setup_logging(Path(cfg.run_dir) / cfg.checkpoint_prefix / "train.log", rank)
         summary = train(run)
-    except (ConfigError, DataError, CheckpointError, TrainingError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ConfigError, DataError, CheckpointError, TrainingError, DistributedError) as e:
+        print(f"error{f' (rank {rank})' if rank else ''}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: rerun with --auto-resume to continue from the last checkpoint",
-              file=sys.stderr)
+        if not rank:
+            print("interrupted: rerun with --auto-resume to continue from the last checkpoint",
+                  file=sys.stderr)
         return 130
-    print(f"done: {summary['step']} steps, checkpoint {summary['checkpoint']}")
+    if not rank:
+        print(f"done: {summary['step']} steps, checkpoint {summary['checkpoint']}")
     return 0
 
 

@@ -5,15 +5,26 @@ Design (see DESIGN.md on why webdataset's own shuffling cannot resume exactly):
 
 * A *stream* is one bucket's teacher-annotated or other records (``STREAMS``).
   Each stream is an endless sequence: epoch e visits the shards that hold the
-  stream in an order drawn from (seed, rank, stream, e); consecutive groups of
+  stream in an order drawn from (seed, stream, e); consecutive groups of
   ``window_shards`` shards form a *window* whose records of the stream are
   pooled and shuffled (a shuffle buffer across many blocks and games).
 * Batch k takes ``counts[k][s]`` records from every stream s (curriculum.Schedule:
   deterministic largest-remainder rounding), at the stream's cursor, which is the
   sum of the counts of the batches before k. So batch k is a pure function of
-  (seed, rank, k, curriculum, shards), and the loader's state is just k.
-* DataLoader worker w makes batches k = w, w + W, ...; PyTorch hands them to the
-  main process in order. Shards are read with webdataset and decoded with the
+  (seed, k, curriculum, shards, batch size), and the loader's state is just k.
+* Several processes (torchrun, ``world`` > 1) share one sequence of *global*
+  batches of ``world * batch_size`` records, drawn exactly as one process with that
+  batch size draws them: rank r materialises rows [r * B, (r + 1) * B) of global
+  batch k. Every rank plans the whole batch (cheap: counts and cursors) but takes
+  only its rows from the streams; it still reads and decodes the shards those rows
+  come from, so shard decoding is not divided between ranks (the record cache
+  amortises it). Because the state is the global k, a checkpoint resumes on any
+  number of processes with the same global batch (2 x 256 -> 1 x 512 and back).
+  A rank's rows follow the stream order, so they are not a sample of the whole
+  mix; that is harmless because the trainer takes losses, gradients and BatchNorm
+  statistics over the global batch (train.distributed).
+* DataLoader worker w of n makes batches k = w, w + n, ...; PyTorch hands them to
+  the main process in order. Shards are read with webdataset and decoded with the
   schema module; batches are dicts of torch tensors of the compact columns (uint64
   bitboards as int64 bit patterns): expansion to float planes happens on the
   device (train.expand).
@@ -122,13 +133,18 @@ def _rng(*key: int) -> np.random.Generator:
     return np.random.Generator(np.random.Philox(np.random.SeedSequence(list(key))))
 
 
-class StreamReader:
-    """Random access into the endless, shuffled streams of one rank's shards."""
+# The second key of every stream RNG. It once held the process rank; every process now
+# draws the same streams, and a constant 0 keeps the data order of earlier runs.
+_RNG_SLOT = 0
 
-    def __init__(self, shards: list[ShardInfo], seed: int, rank: int = 0,
+
+class StreamReader:
+    """Random access into the endless, shuffled streams of a set of shards."""
+
+    def __init__(self, shards: list[ShardInfo], seed: int,
                  window_shards: int = 4, cache_windows: int = 16,
                  cache_records: int = 2_000_000):
-        self.shards, self.seed, self.rank = shards, seed, rank
+        self.shards, self.seed = shards, seed
         self.window_shards = window_shards
         self.cache: OrderedDict[tuple, schema.Block] = OrderedDict()
         self.cache_windows = cache_windows
@@ -149,7 +165,7 @@ class StreamReader:
         key = (stream, epoch)
         if key not in self._epochs:
             holding = np.flatnonzero(self.per_shard[:, stream] > 0)
-            order = holding[_rng(self.seed, self.rank, stream, epoch).permutation(len(holding))]
+            order = holding[_rng(self.seed, _RNG_SLOT, stream, epoch).permutation(len(holding))]
             windows = [order[i : i + self.window_shards].tolist()
                        for i in range(0, len(order), self.window_shards)]
             ends = np.cumsum([self.per_shard[w, stream].sum() for w in windows])
@@ -172,7 +188,7 @@ class StreamReader:
         records = None
         if parts:
             records = {c: np.concatenate([p[c] for p in parts]) for c in BATCH_COLUMNS}
-            perm = _rng(self.seed, self.rank, stream, epoch, w, 1).permutation(
+            perm = _rng(self.seed, _RNG_SLOT, stream, epoch, w, 1).permutation(
                 schema.block_len(records))
             records = {c: records[c][perm] for c in BATCH_COLUMNS}
         self.cache[key] = records
@@ -247,18 +263,23 @@ def to_torch(columns: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 class CurriculumBatches(torch.utils.data.IterableDataset):
-    """Endless batches of compact records, from `start` on; worker w makes every W-th."""
+    """Endless batches of compact records, from `start` on; worker w makes every W-th.
+
+    Each is rows [rows[0], rows[1]) of the global batch of `batch_size` records (all
+    of it by default)."""
 
     def __init__(self, shards: list[ShardInfo], curriculum: Curriculum, steps: int,
-                 batch_size: int, seed: int, start: int = 0, rank: int = 0,
+                 batch_size: int, seed: int, start: int = 0,
+                 rows: tuple[int, int] | None = None,
                  window_shards: int = 4, cache_records: int = 2_000_000):
         super().__init__()
         self.shards, self.curriculum, self.steps = shards, curriculum, steps
-        self.batch_size, self.seed, self.start, self.rank = batch_size, seed, start, rank
+        self.batch_size, self.seed, self.start = batch_size, seed, start
+        self.rows = rows or (0, batch_size)
         self.window_shards, self.cache_records = window_shards, cache_records
 
     def reader(self) -> StreamReader:
-        return StreamReader(self.shards, self.seed, self.rank, self.window_shards,
+        return StreamReader(self.shards, self.seed, self.window_shards,
                             cache_records=self.cache_records)
 
     def schedule(self, reader: StreamReader) -> Schedule:
@@ -269,11 +290,18 @@ class CurriculumBatches(torch.utils.data.IterableDataset):
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         reader = self.reader()
         cursor = np.zeros(len(STREAMS.names), dtype=np.int64)
+        first, stop = self.rows
         for step, counts in self.schedule(reader).counts(self.batch_size):
             if step >= self.start and (step - self.start) % nw == wid:
-                pieces = []
+                # the global batch is the streams' records one after another (STREAMS
+                # order); take the part of each stream's run that falls in our rows
+                pieces, begin = [], 0
                 for s in np.flatnonzero(counts):
-                    pieces += reader.take(int(s), int(cursor[s]), int(counts[s]))
+                    end = begin + int(counts[s])
+                    lo, hi = max(begin, first), min(end, stop)
+                    if lo < hi:
+                        pieces += reader.take(int(s), int(cursor[s]) + lo - begin, hi - lo)
+                    begin = end
                 batch = {c: np.concatenate([p[c] for p in pieces]) for c in BATCH_COLUMNS}
                 # numpy, not torch: a pickled array crosses the worker pipe faster than
                 # torch's shared-memory tensors at these sizes
@@ -301,38 +329,47 @@ def _keep_numpy(batch):
 
 
 class BatchLoader:
-    """Iterates (step, batch) from the current step on; state_dict() is the step."""
+    """Iterates (step, batch) from the current step on; state_dict() is the step.
+
+    With ``world`` processes, batch k of rank ``rank`` is rows [rank * batch_size,
+    (rank + 1) * batch_size) of global batch k, which has ``world * batch_size`` records
+    and is exactly the batch one process with that batch size gets (module doc)."""
 
     def __init__(self, shards_dir: str | Path, curriculum: Curriculum, *, steps: int,
                  batch_size: int, seed: int, cfg: LoaderConfig | None = None,
                  rank: int = 0, world: int = 1, pin_memory: bool = False):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in [0, world={world}), got {rank!r}")
         self.cfg = cfg or LoaderConfig()
         shards = shard_index(shards_dir)
-        if world > 1 and len(shards) >= world:
-            shards = shards[rank::world]  # each rank its own shards
         self.shards, self.curriculum, self.steps = shards, curriculum, steps
-        self.batch_size, self.seed, self.rank = batch_size, seed, rank
+        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
+        self.global_batch_size = batch_size * world
         self.pin_memory = pin_memory
         self.step = 0
-        probe = StreamReader(shards, seed, rank)
+        probe = StreamReader(shards, seed)
         self.schedule = Schedule(curriculum, steps, probe.available())
         for w in self.schedule.warnings:
             log.warning("%s", w)
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "seed": self.seed, "rank": self.rank,
-                "batch_size": self.batch_size, "steps": self.steps}
+        # the global batch size: the same on every rank, and what a resume must match
+        return {"step": self.step, "seed": self.seed, "batch_size": self.global_batch_size,
+                "steps": self.steps, "world": self.world}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("seed", "batch_size", "steps"):
-            if key in state and state[key] != getattr(self, key):
+        now = {"seed": self.seed, "batch_size": self.global_batch_size, "steps": self.steps}
+        for key, value in now.items():
+            if key in state and state[key] != value:
                 log.warning("loader state was saved with %s=%s, now %s: the batch sequence "
-                            "differs from the original run", key, state[key], getattr(self, key))
+                            "differs from the original run", key, state[key], value)
         self.step = int(state["step"])
 
     def __iter__(self):
-        dataset = CurriculumBatches(self.shards, self.curriculum, self.steps, self.batch_size,
-                                    self.seed, start=self.step, rank=self.rank,
+        first = self.rank * self.batch_size
+        dataset = CurriculumBatches(self.shards, self.curriculum, self.steps,
+                                    self.global_batch_size, self.seed, start=self.step,
+                                    rows=(first, first + self.batch_size),
                                     window_shards=self.cfg.window_shards,
                                     cache_records=self.cfg.cache_records)
         workers = self.cfg.workers

@@ -1,7 +1,8 @@
 """The training run, top to bottom: setup, model or resume, optimizer, data, loop.
 
 The step loop only moves compact batches to the device, expands them with
-tensor ops (train.expand) and computes losses: no chess logic here.
+tensor ops (train.expand) and computes losses: no chess logic here. Under
+torchrun the same loop runs in every process, data-parallel (train.distributed).
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from train import checkpoint as ckpt
+from train import distributed
 from train.config import RunConfig
 from train.curriculum import load_curriculum
-from train.expand import expand_inputs, expand_targets
+from train.distributed import Dist
+from train.expand import IGNORE_INDEX, INPUT_FORMAT_VERSION, expand_inputs, expand_targets
 from train.loader import BatchLoader
 from train.losses import SSLWeights, policy_loss, ssl_losses_chunked, value_loss, wdl_loss
 from train.model import ChessNet, ModelConfig
 from train.monitor import Heartbeat, MemoryMonitor, MetricsLog, memory_figures
 
 log = logging.getLogger("train")
+
+MEMORY_LEVELS = ("ok", "warning", "critical")  # MemoryMonitor.check's answers, mildest first
 
 
 class TrainingError(RuntimeError):
@@ -87,13 +92,78 @@ def ema_weights(ema: AveragedModel) -> dict:
             if k != "n_averaged"}
 
 
+class StepLosses(torch.nn.Module):
+    """The model and its losses as one module, so that a step's whole backward starts from
+    one forward. DistributedDataParallel must see that forward: the SSL heads run outside
+    ChessNet.forward (in chunks, and on some steps only), and DDP would not know they were
+    used otherwise.
+
+    Returns the losses by name and ``"loss"``, the total to backpropagate. With `shares`
+    (several processes, :func:`loss_shares`) every loss is this rank's share of the
+    global batch's loss: the shares of all ranks add up to what one process computes on
+    the whole batch.
+    """
+
+    def __init__(self, model: ChessNet, ssl_weights: SSLWeights):
+        super().__init__()
+        self.model, self.ssl_weights = model, ssl_weights
+
+    def forward(self, x: torch.Tensor, targets: dict[str, torch.Tensor], *, with_ssl: bool,
+                ssl_scale: float, ssl_chunk: int,
+                shares: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        out = self.model(x)
+        losses = {"policy": policy_loss(out["policy"], targets["policy"]),
+                  "value": value_loss(out["value"], targets["value"], targets["value_mask"])}
+        if "wdl" in out:
+            losses["wdl"] = wdl_loss(out["wdl"], targets["wdl"])
+        if shares is not None:
+            losses = {k: v * shares[k] for k, v in losses.items()}
+        loss = sum(losses.values())
+        if with_ssl:
+            tasks: dict[str, torch.Tensor] = {}
+            ssl = ssl_losses_chunked(self.model, out["features"], targets, ssl_chunk,
+                                     self.ssl_weights, task_losses=tasks)
+            if shares is not None:  # plain means over positions: the share is the rows'
+                ssl = ssl * shares["ssl"]
+                tasks = {k: v * shares["ssl"] for k, v in tasks.items()}
+            losses["ssl"] = ssl
+            losses.update({f"ssl_{k}": v for k, v in tasks.items()})
+            loss = loss + ssl_scale * ssl
+        return {"loss": loss, **losses}
+
+
+def loss_shares(targets: dict[str, torch.Tensor], ddp: Dist) -> dict[str, torch.Tensor] | None:
+    """Per loss, this rank's share of the global batch's count of its targets (positions
+    with a move, with a value target, with a result; all positions for SSL), or None in
+    a single process. A masked mean times its share, summed over ranks, is the masked
+    mean over the global batch, however unevenly the masks fall on the ranks."""
+    if not ddp.enabled:
+        return None
+    policy = targets["policy"]
+    counts = torch.stack([(policy != IGNORE_INDEX).sum(), targets["value_mask"].sum(),
+                          (targets["wdl"] != IGNORE_INDEX).sum(),
+                          torch.tensor(len(policy), device=policy.device)])
+    return dict(zip(("policy", "value", "wdl", "ssl"), ddp.shares(counts).unbind(), strict=True))
+
+
 # ----------------------------------------------------------------------------- the run
 
 
 def train(run: RunConfig) -> dict:
-    """Train as configured; returns a summary (final losses, steps, checkpoint path)."""
+    """Train as configured; returns a summary (final losses, steps, checkpoint path).
+
+    Under torchrun (WORLD_SIZE > 1) this process is one rank of a data-parallel job:
+    the process group is set up here (unless the caller did) and torn down at the end."""
+    ddp = distributed.setup(pick_device(run.train.device))
+    try:
+        return _train(run, ddp)
+    finally:
+        ddp.close()
+
+
+def _train(run: RunConfig, ddp: Dist) -> dict:
     cfg = run.train
-    device = pick_device(cfg.device)
+    device = ddp.device
     out_dir = Path(cfg.checkpoint_out).parent
     run_dir = Path(cfg.run_dir) / cfg.checkpoint_prefix
 
@@ -105,7 +175,10 @@ def train(run: RunConfig) -> dict:
         run = dataclasses.replace(run, model=ModelConfig(**state["config"]["model"]))
         log.info("resuming from %s at step %d", resume_path, state["step"])
     torch.manual_seed(cfg.seed)
-    model = ChessNet(run.model).to(device)
+    model = ChessNet(run.model)
+    if ddp.enabled:  # BatchNorm statistics of the global batch, as one process has them
+        model = distributed.sync_batchnorm(model, device)
+    model = model.to(device)
     if cfg.checkpoint_in and state is None:
         init_from(model, cfg.checkpoint_in)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
@@ -123,7 +196,7 @@ def train(run: RunConfig) -> dict:
     curriculum = load_curriculum(cfg.curriculum, run.curricula)
     loader = BatchLoader(cfg.shards, curriculum, steps=cfg.steps * cfg.accum_steps,
                          batch_size=cfg.batch_size, seed=cfg.seed, cfg=run.loader,
-                         pin_memory=device.type == "cuda")
+                         rank=ddp.rank, world=ddp.world, pin_memory=device.type == "cuda")
 
     step, nonfinite_total, ssl_chunk = 0, 0, cfg.ssl_chunk_size
     if state is not None:
@@ -136,6 +209,12 @@ def train(run: RunConfig) -> dict:
         ckpt.set_rng_state(state["rng"])
         step, nonfinite_total = state["step"], state["nonfinite_total"]
         ssl_chunk = state.get("ssl_chunk_size", ssl_chunk)
+    if ddp.enabled and ddp.all_max(step) != -ddp.all_max(-step):
+        raise TrainingError("the processes resumed from different steps: every one must see "
+                            "the same checkpoints (on several machines, a shared filesystem)")
+    # after the resume: DDP starts every rank from rank 0's weights
+    net = ddp.wrap(StepLosses(model, cfg.ssl_weights),
+                   find_unused_parameters=cfg.ssl_every_n > 1 or cfg.ssl_weight == 0)
 
     def snapshot() -> dict:
         return {
@@ -144,27 +223,39 @@ def train(run: RunConfig) -> dict:
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "loader": loader.state_dict(), "rng": ckpt.rng_state(),
             "nonfinite_total": nonfinite_total, "ssl_chunk_size": ssl_chunk,
-            "config": run.to_dict(),
+            "config": run.to_dict(), "world": ddp.world,
+            "input_format_version": INPUT_FORMAT_VERSION,
         }
 
-    def save_intermediate() -> Path:
-        path = ckpt.step_path(out_dir, cfg.checkpoint_prefix, step)
-        ckpt.save(path, snapshot())
-        ckpt.prune(out_dir, cfg.checkpoint_prefix, cfg.keep_checkpoints)
+    def save(path: Path, prune: bool = False) -> Path:
+        # rank 0 writes; the others wait, so that no rank stops (at the end, or after
+        # non-finite losses) and tears the group down while the checkpoint is written
+        if ddp.main:
+            ckpt.save(path, snapshot())
+            if prune:
+                ckpt.prune(out_dir, cfg.checkpoint_prefix, cfg.keep_checkpoints)
+        ddp.barrier()
         return path
 
+    def save_intermediate() -> Path:
+        return save(ckpt.step_path(out_dir, cfg.checkpoint_prefix, step), prune=True)
+
     # -- monitoring ---------------------------------------------------------------------
-    metrics = MetricsLog(run_dir, cfg.tensorboard)
+    metrics = MetricsLog(run_dir, cfg.tensorboard, enabled=ddp.main)
     heartbeat = Heartbeat(cfg.heartbeat_seconds)
     memory = MemoryMonitor(device, cfg.memory_warning, cfg.memory_critical)
     log.info("device %s, model %s (%s parameters), %d steps of %d x %d, curriculum %s, "
              "amp %s", device, run.model, f"{sum(p.numel() for p in model.parameters()):,}",
              cfg.steps, cfg.batch_size, cfg.accum_steps, cfg.curriculum,
              amp_dtype if cfg.use_amp else "off")
+    if ddp.enabled:
+        log.info("%d processes (%s): global batch %d = %d x %d per process", ddp.world,
+                 ddp.backend, loader.global_batch_size, ddp.world, cfg.batch_size)
     sums: dict[str, torch.Tensor] = {}
     window = {"steps": 0, "wait": 0.0, "t0": time.perf_counter()}
     consecutive_nonfinite = 0
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, unit="step")
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, unit="step",
+               disable=not ddp.main)
     batches = iter(loader)
 
     # -- the loop -----------------------------------------------------------------------
@@ -173,7 +264,7 @@ def train(run: RunConfig) -> dict:
         with_ssl = step % cfg.ssl_every_n == 0 and cfg.ssl_weight > 0
         scale = ssl_scale(step, cfg.ssl_weight, cfg.ssl_warmup_steps)
         finite = True
-        for _ in range(cfg.accum_steps):
+        for micro in range(cfg.accum_steps):
             t_wait = time.perf_counter()
             _, batch = next(batches)
             window["wait"] += time.perf_counter() - t_wait
@@ -181,27 +272,22 @@ def train(run: RunConfig) -> dict:
             x = expand_inputs(batch)
             targets = expand_targets(batch, teacher_mix=cfg.teacher_mix,
                                      policy_from_teacher=cfg.policy_from_teacher)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.use_amp):
-                out = model(x)
-                losses = {"policy": policy_loss(out["policy"], targets["policy"]),
-                          "value": value_loss(out["value"], targets["value"],
-                                              targets["value_mask"])}
-                if "wdl" in out:
-                    losses["wdl"] = wdl_loss(out["wdl"], targets["wdl"])
-                loss = sum(losses.values())
-                if with_ssl:
-                    tasks: dict[str, torch.Tensor] = {}
-                    ssl = ssl_losses_chunked(model, out["features"], targets, ssl_chunk,
-                                             cfg.ssl_weights, task_losses=tasks)
-                    losses["ssl"] = ssl
-                    losses.update({f"ssl_{k}": v for k, v in tasks.items()})
-                    loss = loss + scale * ssl
-            if not torch.isfinite(loss):
-                finite = False
-                break
-            scaler.scale(loss / cfg.accum_steps).backward()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v.detach().float() / cfg.accum_steps
+            shares = loss_shares(targets, ddp)
+            with ddp.no_sync(net, last=micro == cfg.accum_steps - 1):
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.use_amp):
+                    losses = net(x, targets, with_ssl=with_ssl, ssl_scale=scale,
+                                 ssl_chunk=ssl_chunk, shares=shares)
+                loss = losses.pop("loss")
+                # the global batch's losses on every rank, so all of them skip a step together
+                seen = ddp.all_sum({"loss": loss, **losses})
+                if not torch.isfinite(seen.pop("loss")):
+                    finite = False
+                    break
+                if ddp.enabled:  # DDP averages the ranks' gradients; the shares' sum is wanted
+                    loss = loss * ddp.world
+                scaler.scale(loss / cfg.accum_steps).backward()
+            for k, v in seen.items():
+                sums[k] = sums.get(k, 0.0) + v / cfg.accum_steps
         if not finite:
             # skip the step (and the rest of its micro-batches' data stays consumed)
             nonfinite_total += 1
@@ -231,13 +317,14 @@ def train(run: RunConfig) -> dict:
         bar.update(1)
 
         # -- monitoring and saving ------------------------------------------------------
-        if step % cfg.progress_interval == 0 or step == cfg.steps or heartbeat.due():
+        if ddp.main and (step % cfg.progress_interval == 0 or step == cfg.steps
+                         or heartbeat.due()):
             n = max(1, window["steps"])
             dt = time.perf_counter() - window["t0"]
             line = {k: float(v) / n for k, v in sums.items()}
             line.update({
                 "lr": scheduler.get_last_lr()[0], "ssl_scale": scale,
-                "steps_per_s": n / dt, "positions_per_s": n * cfg.batch_size *
+                "steps_per_s": n / dt, "positions_per_s": n * loader.global_batch_size *
                 cfg.accum_steps / dt, "data_wait_frac": window["wait"] / dt,
                 "phase": loader.schedule.phase_name(loader.step - 1),
                 "nonfinite_total": nonfinite_total, **memory_figures(device),
@@ -255,7 +342,8 @@ def train(run: RunConfig) -> dict:
         if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
             save_intermediate()
         if step % cfg.memory_check_every == 0:
-            status = memory.check(step)
+            # the worst status of all ranks: all of them shrink the chunk and save together
+            status = MEMORY_LEVELS[ddp.all_max(MEMORY_LEVELS.index(memory.check(step)))]
             if status == "critical":
                 ssl_chunk = max(1, ssl_chunk // 2)
                 path = save_intermediate()
@@ -264,14 +352,14 @@ def train(run: RunConfig) -> dict:
     bar.close()
 
     # -- the end ------------------------------------------------------------------------
-    final = snapshot()
-    ckpt.save(cfg.checkpoint_out, final)
+    save(Path(cfg.checkpoint_out))
     if cfg.save_every:
         save_intermediate()
     metrics.close()
     log.info("saved %s after %d steps", cfg.checkpoint_out, step)
     return {"step": step, "checkpoint": cfg.checkpoint_out, "nonfinite_total": nonfinite_total,
-            "last_metrics": _last_metrics(metrics.path)}
+            "world": ddp.world, "rank": ddp.rank,
+            "last_metrics": _last_metrics(metrics.path) if ddp.main else {}}
 
 
 def _last_metrics(path: Path) -> dict:
@@ -284,4 +372,5 @@ def _last_metrics(path: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-__all__ = ["SSLWeights", "TrainingError", "lr_factor", "pick_device", "train"]
+__all__ = ["SSLWeights", "StepLosses", "TrainingError", "loss_shares", "lr_factor",
+           "pick_device", "train"]
