@@ -86,6 +86,7 @@ import sys
 import numpy as np
 import torch
 
+import labelers
 from dataengine import policy, schema
 
 __all__ = [
@@ -126,16 +127,9 @@ IGNORE_INDEX = -100
 #: Centipawns are read as an Elo difference: expected score = 1 / (1 + 10^(-cp/400)).
 TEACHER_CP_SCALE = 400.0
 
-#: SSL task -> indices of its masks in the 20-mask label record (``labelers.TASKS``,
-#: repeated here so that the input contract reads in one file; a test checks they agree).
-SSL_MASKS: dict[str, tuple[int, ...]] = {
-    "threat": (0, 1),
-    "pin": (2, 3),
-    "fork": (4, 5),
-    "control": (6, 7),
-    "pawn_structure": tuple(range(8, 16)),
-    "king_safety": (16, 17, 18, 19),
-}
+#: SSL task -> indices of its masks in the 20-mask label record (``piece`` has none:
+#: it comes from the planes).
+SSL_MASKS: dict[str, tuple[int, ...]] = {t: m for t, m in labelers.TASKS.items() if m}
 SSL_TASKS: tuple[str, ...] = (
     "piece", "threat", "pin", "fork", "control", "pawn_structure", "king_safety",
 )  # fmt: skip
