@@ -16,9 +16,14 @@ STEPS   ?= 100000
 NPROC   ?= 2
 RUN     ?= runs/pretrained
 ARGS    ?=
+GAMES   ?= 100
+PGN     ?= games/selfplay.pgn
+NODES   ?= 4000
+FRACTION ?= 1.0
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow bench lint shards inspect train train-ddp plot eval clean
+.PHONY: help setup test test-slow bench lint shards inspect train train-ddp plot eval stockfish selfplay teacher clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,17 +39,18 @@ endif
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-test: setup ## run the quick CPU test suite (under ~10 minutes on 2 cores)
+test: setup stockfish ## run the quick CPU test suite (under ~10 minutes on 2 cores)
 	$(PY) -m pytest -q -n 2 -m "not slow"
 
-test-slow: setup ## run the slow checks too
+test-slow: setup stockfish ## run every test, including those marked slow
 	$(PY) -m pytest -q -n 2
 
-bench: setup ## print the benchmark tables (labelers, data engine)
+bench: setup ## print the benchmark tables (labelers, data engine, loader, trainer, teacher)
 	$(PY) bench/bench_labelers.py
 	$(PY) bench/bench_dataengine.py
 	$(PY) bench/bench_loader.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_teacher.py
 
 lint: setup ## ruff over the whole project
 	$(VENV)/bin/ruff check .
@@ -71,6 +77,23 @@ eval: setup ## compare two checkpoints: make eval A=new.pt B=old.pt [ARGS="--gam
 
 inspect: setup ## summary of built shards: make inspect [OUT=shards]
 	$(PY) -m dataengine.inspect summary $(OUT)
+
+stockfish: ## install Stockfish (apt) unless `stockfish` is on PATH or in /usr/games
+	@command -v stockfish >/dev/null 2>&1 || test -x /usr/games/stockfish || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    $(SUDO) apt-get install -y stockfish || { $(SUDO) apt-get update && $(SUDO) apt-get install -y stockfish; }; \
+	  else \
+	    echo "Stockfish is missing and apt-get is not available here: install it with your package manager" >&2; \
+	    echo "(brew install stockfish, dnf install stockfish, pacman -S stockfish) or put a binary from" >&2; \
+	    echo "https://stockfishchess.org/download/ on PATH (any path works with --engine PATH)" >&2; \
+	    exit 1; \
+	  fi; }
+
+selfplay: setup stockfish ## Stockfish self-play PGN: make selfplay [GAMES=100] [PGN=games/selfplay.pgn] [NODES=4000] [WORKERS=2]
+	$(PY) -m dataengine.selfplay --games $(GAMES) --out $(PGN) --nodes $(NODES) --workers $(WORKERS) $(ARGS)
+
+teacher: setup stockfish $(OUT)/manifest.json ## annotate shards with Stockfish: make teacher [OUT=shards] [NODES=4000] [FRACTION=1.0] [WORKERS=2]
+	$(PY) -m dataengine.teacher $(OUT) --nodes $(NODES) --fraction $(FRACTION) --workers $(WORKERS) $(ARGS)
 
 clean: ## remove built shards and caches (keeps .venv)
 	rm -rf $(OUT)/train $(OUT)/val $(OUT)/val.zarr $(OUT)/manifest.json $(OUT)/skipped.log $(OUT)/.work

@@ -1,0 +1,334 @@
+"""Stockfish self-play games with an ``[%eval]`` on every engine move: input for `make shards`.
+
+    python -m dataengine.selfplay --games N --out games.pgn [--nodes 4000]
+        [--multipv-prob 0.15] [--openings FILE.tsv ...] [--workers K] [--seed S]
+        [--max-plies 500] [--engine PATH]
+
+Game i (0-based, ``Round`` i + 1) starts from a line of the opening book (TSV with
+columns ``eco``, ``name``, ``pgn``) chosen with ``random.Random(seed + i)``; then
+Stockfish plays both sides at a node budget per move. With probability
+``--multipv-prob`` a move is instead drawn (same generator) from lines 2-3 of a
+MultiPV 3 search, so that some games contain real mistakes. Each engine move carries
+``{ [%eval X] }``: the score of the line it was chosen from, White's view, pawns with
+two decimals or ``#N``. A game ends at checkmate, stalemate, insufficient material,
+the fifty-move rule or threefold repetition (``board.outcome(claim_draw=True)``), or
+at ``--max-plies`` with result ``*``.
+
+A game is a pure function of (seed, i, nodes, multipv-prob, max-plies, book, engine):
+one thread, ``ucinewgame`` at its start, and the engine is given the whole move list.
+Games are appended in round order, each flushed as soon as it and all before it are
+done, so the file does not depend on the number of workers; a killed run keeps every
+game written, and running again with the same --out continues from the number of games
+in the file up to --games. (The seed is not in the file: continue with the same one.)
+The output is exactly the format of the project's sample ``sf_selfplay_*.pgn``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import chess
+import chess.engine
+import chess.pgn
+from tqdm import tqdm
+
+from dataengine.teacher import TeacherError, find_stockfish, open_engine, worker_lifetime
+
+DEFAULT_OPENINGS = Path(__file__).resolve().parent / "sample_data" / "openings_a.tsv"
+ENGINE_OPTIONS = {"Threads": 1, "Hash": 16}
+"""One thread: deterministic games. The hash is kept across the moves of a game, so a
+little more than the teacher's (which clears it before every position)."""
+HEADERS = {"Event": "self-play", "Site": "local", "Date": "????.??.??"}
+_RESULTS = ("1-0", "0-1", "1/2-1/2", "*")
+
+
+class SelfPlayError(RuntimeError):
+    """A problem with the arguments, the book or the output file, explained in the message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    eco: str
+    name: str
+    moves: tuple[str, ...]
+    """UCI moves from the start position."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelfPlayConfig:
+    """What a game depends on, besides the book and the engine."""
+
+    nodes: int = 4000
+    """Node budget per engine move."""
+    multipv_prob: float = 0.15
+    """Probability that a move is drawn from lines 2-3 of a MultiPV 3 search."""
+    max_plies: int = 500
+    """Games still running after this many plies (opening line included) end with `*`."""
+    seed: int = 0
+    """Game i draws its opening and its variety moves from random.Random(seed + i)."""
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1:
+            raise SelfPlayError(f"nodes must be >= 1, got {self.nodes!r}")
+        if not 0.0 <= self.multipv_prob <= 1.0:
+            raise SelfPlayError(f"multipv_prob must be in [0, 1], got {self.multipv_prob!r}")
+        if self.max_plies < 1:
+            raise SelfPlayError(f"max_plies must be >= 1, got {self.max_plies!r}")
+
+
+def load_openings(paths: list[str | Path]) -> tuple[list[Opening], int]:
+    """Opening lines of the TSV files, in file order, and the number of bad rows left out."""
+    openings, bad = [], 0
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                rows = list(csv.DictReader(f, delimiter="\t"))
+        except OSError as exc:
+            raise SelfPlayError(f"cannot read opening book {str(path)!r}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise SelfPlayError(f"opening book {str(path)!r} is not UTF-8: {exc}") from exc
+        if rows and not {"eco", "name", "pgn"} <= rows[0].keys():
+            raise SelfPlayError(f"opening book {str(path)!r} lacks the columns eco, name, pgn")
+        for row in rows:
+            board = chess.Board()
+            try:
+                for token in (row["pgn"] or "").split():
+                    if not token[0].isdigit():  # move numbers "1." / "1..."
+                        board.push_san(token)
+            except ValueError:
+                bad += 1
+                continue
+            if board.move_stack and board.outcome() is None:
+                moves = tuple(m.uci() for m in board.move_stack)
+                openings.append(Opening(row["eco"] or "?", row["name"] or "?", moves))
+            else:
+                bad += 1
+    if not openings:
+        raise SelfPlayError(f"no usable opening line in {[str(p) for p in paths]}")
+    return openings, bad
+
+
+def format_eval(score: chess.engine.PovScore) -> str:
+    """The `[%eval]` comment of an engine score: White's view, pawns or mate in moves.
+
+    >>> format_eval(chess.engine.PovScore(chess.engine.Cp(15), chess.BLACK))
+    '[%eval -0.15]'
+    >>> format_eval(chess.engine.PovScore(chess.engine.Mate(-1), chess.WHITE))
+    '[%eval #-1]'
+    """
+    white = score.white()
+    mate = white.mate()
+    return f"[%eval #{mate}]" if mate is not None else f"[%eval {white.score() / 100:.2f}]"
+
+
+def player(nodes: int) -> str:
+    return f"Stockfish nodes={nodes}"
+
+
+def play_game(engine: chess.engine.SimpleEngine, index: int, openings: list[Opening],
+              cfg: SelfPlayConfig) -> str:
+    """Game `index` as PGN text (no trailing blank line)."""
+    rng = random.Random(cfg.seed + index)
+    opening = openings[rng.randrange(len(openings))]
+    game = chess.pgn.Game()
+    game.headers.update(HEADERS)
+    game.headers["Round"] = str(index + 1)
+    game.headers["White"] = game.headers["Black"] = player(cfg.nodes)
+    game.headers["ECO"], game.headers["Opening"] = opening.eco, opening.name
+    board, node = chess.Board(), game
+    for uci in opening.moves:
+        move = chess.Move.from_uci(uci)
+        node = node.add_main_variation(move)
+        board.push(move)
+
+    limit = chess.engine.Limit(nodes=cfg.nodes)
+    this_game = object()  # python-chess sends `ucinewgame` when this changes
+    while (outcome := board.outcome(claim_draw=True)) is None and board.ply() < cfg.max_plies:
+        if rng.random() < cfg.multipv_prob:
+            lines = engine.analyse(board, limit, multipv=3, game=this_game)
+            others = [line for line in lines[1:] if line.get("pv") and "score" in line]
+            info = rng.choice(others) if others else lines[0]
+        else:
+            info = engine.analyse(board, limit, game=this_game)
+        if not info.get("pv") or "score" not in info:
+            raise chess.engine.EngineError(f"no move or score for {board.fen()!r}: {info!r}")
+        move = info["pv"][0]
+        node = node.add_main_variation(move, comment=format_eval(info["score"]))
+        board.push(move)
+    game.headers["Result"] = outcome.result() if outcome else "*"
+    return game.accept(chess.pgn.StringExporter(columns=None))
+
+
+# ----------------------------------------------------------------------------- workers
+
+_WORKER: dict = {}
+
+
+def _worker_init(path: str, openings: list[Opening], cfg: SelfPlayConfig) -> None:
+    _WORKER.update(path=path, openings=openings, cfg=cfg, engine=open_engine(path, ENGINE_OPTIONS))
+    worker_lifetime(lambda: _WORKER["engine"].close())
+
+
+def _worker_game(index: int) -> str:
+    """Play game `index`; an engine that dies is restarted and the game replayed once."""
+    try:
+        return play_game(_WORKER["engine"], index, _WORKER["openings"], _WORKER["cfg"])
+    except chess.engine.EngineError:
+        _WORKER["engine"].close()
+        _WORKER["engine"] = open_engine(_WORKER["path"], ENGINE_OPTIONS)
+    try:
+        return play_game(_WORKER["engine"], index, _WORKER["openings"], _WORKER["cfg"])
+    except chess.engine.EngineError as exc:
+        raise SelfPlayError(f"round {index + 1}: the engine failed twice: {exc}") from None
+
+
+def _games(indices: range, path: str, openings: list[Opening], cfg: SelfPlayConfig,
+           workers: int) -> Iterator[str]:
+    """PGN texts of `indices`, in order."""
+    if workers == 1:  # in this process: no start-up cost
+        _WORKER.update(path=path, openings=openings, cfg=cfg,
+                       engine=open_engine(path, ENGINE_OPTIONS))
+        try:
+            yield from map(_worker_game, indices)
+        finally:
+            _WORKER.pop("engine").quit()
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=_worker_init, initargs=(path, openings, cfg))
+    try:
+        yield from pool.map(_worker_game, indices)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ----------------------------------------------------------------------------- the file
+
+
+_EVENT_RE = re.compile(rb"^\[Event ", re.MULTILINE)
+_ROUND_RE = re.compile(rb'^\[Round "([^"]*)"\]', re.MULTILINE)
+_WHITE_RE = re.compile(rb'^\[White "([^"]*)"\]', re.MULTILINE)
+
+
+def games_done(path: Path, nodes: int, quiet: bool = True) -> int:
+    """Complete games at the start of `path` (rounds 1..k); a cut-off last game is removed.
+
+    A game is complete when its movetext ends with a result and the file with a blank
+    line (each game is written by one write() and flushed, so a kill can cut only the last).
+    """
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    starts = [m.start() for m in _EVENT_RE.finditer(data)]
+    if data.strip() and (not starts or data[: starts[0]].strip()):
+        raise SelfPlayError(f"{str(path)!r} exists and is not a self-play PGN")
+    if starts:
+        _, _, movetext = data[starts[-1] :].partition(b"\n\n")
+        complete = movetext.rstrip().endswith(tuple(r.encode() for r in _RESULTS))
+        if not (complete and data.endswith(b"\n\n")):
+            if not quiet:
+                print(f"{path}: dropping an incomplete last game ({len(data) - starts[-1]} bytes)")
+            with open(path, "r+b") as f:
+                f.truncate(starts[-1])
+            data = data[: starts.pop()]
+    rounds = [int(r) if r.isdigit() else -1 for r in _ROUND_RE.findall(data)][: len(starts)]
+    if rounds != list(range(1, len(starts) + 1)):
+        raise SelfPlayError(f"{str(path)!r} does not hold rounds 1..{len(starts)} of one run: "
+                            "not written by this tool? (use another --out)")
+    players = set(_WHITE_RE.findall(data)[: len(starts)])
+    if players - {player(nodes).encode()}:
+        found = sorted(p.decode() for p in players)
+        raise SelfPlayError(f"{str(path)!r} holds games played with {found}, not "
+                            f"{player(nodes)!r}: continue with the same --nodes, or use "
+                            "another --out")
+    return len(starts)
+
+
+def selfplay(games: int, out: str | Path, *, cfg: SelfPlayConfig | None = None,
+             openings: list[str | Path] | None = None, workers: int | None = None,
+             engine: str | None = None, quiet: bool = False) -> dict:
+    """Append games to `out` until it holds `games`; returns a summary."""
+    cfg = cfg or SelfPlayConfig()
+    out = Path(out)
+    workers = workers or os.cpu_count() or 1
+    if games < 0 or workers < 1:
+        raise SelfPlayError(f"games must be >= 0 and workers >= 1, got {games!r}, {workers!r}")
+    book, bad = load_openings(openings or [DEFAULT_OPENINGS])
+    path = find_stockfish(engine)
+    start = games_done(out, cfg.nodes, quiet)
+    todo = range(start, max(start, games))
+    results: Counter = Counter()
+    t0 = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a", encoding="utf-8", newline="\n") as f, tqdm(
+        total=games, initial=min(start, games), unit="game", desc="self-play",
+        disable=quiet, dynamic_ncols=True,
+    ) as bar:
+        if start and todo and not quiet:
+            tqdm.write(f"{out}: {start} games already there, playing rounds {start + 1}..{games}")
+        for text in _games(todo, path, book, cfg, min(workers, len(todo)) or 1):
+            f.write(text + "\n\n")
+            f.flush()
+            results[text.rsplit(maxsplit=1)[-1]] += 1
+            bar.update(1)
+    dt = time.perf_counter() - t0
+    return {"games": max(start, games), "played": len(todo), "already_there": start,
+            "seconds": round(dt, 3), "games_per_s": round(len(todo) / dt, 3) if todo else None,
+            "results": dict(sorted(results.items())), "bad_openings": bad, "openings": len(book)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m dataengine.selfplay",
+        description="Stockfish self-play games with [%%eval] comments, appended to a PGN.",
+    )
+    ap.add_argument("--games", type=int, required=True, help="total games the file should hold")
+    ap.add_argument("--out", required=True, help="PGN file (appended to; a rerun continues it)")
+    ap.add_argument("--nodes", type=int, default=4000, help="node budget per move (default 4000)")
+    ap.add_argument("--multipv-prob", type=float, default=0.15,
+                    help="probability of a move drawn from MultiPV lines 2-3 (default 0.15)")
+    ap.add_argument("--openings", nargs="+", default=None,
+                    help=f"opening book TSVs (eco, name, pgn); default {DEFAULT_OPENINGS.name}")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="engine processes (default: all cores)")
+    ap.add_argument("--seed", type=int, default=0, help="game i uses seed + i (default 0)")
+    ap.add_argument("--max-plies", type=int, default=500,
+                    help="cap per game, result * (default 500)")
+    ap.add_argument("--engine", default=None,
+                    help="Stockfish binary (default: stockfish on PATH or /usr/games/stockfish)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    args = ap.parse_args(argv)
+    try:
+        cfg = SelfPlayConfig(nodes=args.nodes, multipv_prob=args.multipv_prob,
+                             max_plies=args.max_plies, seed=args.seed)
+        summary = selfplay(args.games, args.out, cfg=cfg, openings=args.openings,
+                           workers=args.workers, engine=args.engine, quiet=args.quiet)
+    except (SelfPlayError, TeacherError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished games are in {args.out}; run again to continue",
+              file=sys.stderr)
+        return 130
+    if not args.quiet:
+        s = summary
+        rate = f" ({s['games_per_s']:.2f} games/s)" if s["games_per_s"] else ""
+        print(f"{args.out}: {s['games']} games ({s['played']} played now{rate} in "
+              f"{s['seconds']:.1f} s, {s['already_there']} already there); results "
+              f"{s['results']}; {s['openings']} opening lines ({s['bad_openings']} unusable)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

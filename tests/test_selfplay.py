@@ -1,0 +1,159 @@
+"""Stockfish self-play against the real binary at a tiny node budget: the PGN parses
+with python-chess and with our reader, every engine move has its eval, results match
+the final positions, games do not depend on the number of workers, and a rerun
+continues the file."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import chess
+import chess.engine
+import chess.pgn
+import pytest
+
+from dataengine import readers, selfplay, teacher
+from dataengine.selfplay import SelfPlayConfig, format_eval, load_openings, main
+
+NODES = 200
+CFG = SelfPlayConfig(nodes=NODES, max_plies=160, seed=7)
+EVAL_RE = re.compile(r"^\[%eval (#-?[1-9]\d*|-?\d+\.\d\d)\]$")
+HEADERS = ["Event", "Site", "Date", "Round", "White", "Black", "Result", "ECO", "Opening"]
+
+
+def stockfish_or_skip() -> str:
+    try:
+        return teacher.find_stockfish()
+    except teacher.EngineNotFound:
+        pytest.skip("Stockfish is not installed (apt-get install stockfish, or make stockfish)")
+
+
+@pytest.fixture(scope="module")
+def four_games(tmp_path_factory) -> Path:
+    stockfish_or_skip()
+    out = tmp_path_factory.mktemp("selfplay") / "games.pgn"
+    summary = selfplay.selfplay(4, out, cfg=CFG, workers=2, quiet=True)
+    assert summary["played"] == 4 and summary["already_there"] == 0
+    return out
+
+
+def read_games(path: Path) -> list[chess.pgn.Game]:
+    games = []
+    with open(path, encoding="utf-8") as f:
+        while (game := chess.pgn.read_game(f)) is not None:
+            assert not game.errors, game.errors
+            games.append(game)
+    return games
+
+
+def test_games_parse_with_evals_and_consistent_results(four_games):
+    book = {(o.eco, o.name, o.moves) for o in load_openings([selfplay.DEFAULT_OPENINGS])[0]}
+    games = read_games(four_games)
+    assert [g.headers["Round"] for g in games] == ["1", "2", "3", "4"]
+    units = [u for u in readers.read_pgn(str(four_games))]
+    assert all(isinstance(u, readers.Unit) for u in units) and len(units) == 4
+    for game, unit in zip(games, units, strict=True):
+        assert list(game.headers) == HEADERS
+        assert game.headers["White"] == game.headers["Black"] == f"Stockfish nodes={NODES}"
+        nodes = list(game.mainline())
+        opening = next(i for i, n in enumerate(nodes) if n.comment)  # the first engine move
+        line = tuple(n.move.uci() for n in nodes[:opening])
+        assert (game.headers["ECO"], game.headers["Opening"], line) in book
+        for node in nodes[opening:]:  # every engine move has exactly one eval comment
+            assert EVAL_RE.match(node.comment), node.comment
+            assert node.eval() is not None
+        board = game.end().board()
+        outcome = board.outcome(claim_draw=True)
+        if outcome is None:
+            assert game.headers["Result"] == "*" and board.ply() == CFG.max_plies
+        else:
+            assert game.headers["Result"] == outcome.result()
+        # our reader: one position per board, an eval on each position after an engine move
+        assert len(unit) == len(nodes) + 1
+        assert unit.has_eval == [False] * (opening + 1) + [True] * (len(nodes) - opening)
+        for k, node in enumerate(nodes[opening:], start=opening + 1):
+            score = node.eval().white()
+            if score.is_mate():
+                assert (unit.eval_cp[k], unit.eval_mate[k]) == (0, score.mate())
+            else:
+                assert (unit.eval_cp[k], unit.eval_mate[k]) == (score.score(), 0)
+        assert unit.result == {"1-0": 1, "0-1": -1, "1/2-1/2": 0}.get(game.headers["Result"], 2)
+
+
+def test_format_matches_the_sample_file(four_games):
+    """Exactly python-chess's one-line export, games separated by a blank line."""
+    text = four_games.read_text()
+    exported = [g.accept(chess.pgn.StringExporter(columns=None)) for g in read_games(four_games)]
+    assert text == "".join(e + "\n\n" for e in exported)
+    sample = (selfplay.DEFAULT_OPENINGS.parent / "sf_selfplay_200.pgn").read_text()
+    games = sample.split("\n\n[Event")[:3]
+    for line in (ln for g in games for ln in g.splitlines() if ln.startswith("1.")):
+        evals = re.findall(r"\{ ([^}]*) \}", line)
+        assert evals and all(EVAL_RE.match(e) for e in evals)  # the sample obeys our regex too
+
+
+def test_one_worker_plays_the_same_games(four_games, tmp_path):
+    out = tmp_path / "one.pgn"
+    selfplay.selfplay(2, out, cfg=CFG, workers=1, quiet=True)
+    first_two = four_games.read_text().split("\n\n[Event")[:2]
+    assert out.read_text() == "\n\n[Event".join(first_two) + "\n\n"
+
+
+def test_rerun_continues_and_keeps_the_games(four_games, tmp_path):
+    out = tmp_path / "games.pgn"
+    shutil.copy(four_games, out)
+    before = out.read_bytes()
+    summary = selfplay.selfplay(6, out, cfg=CFG, workers=2, quiet=True)
+    assert (summary["already_there"], summary["played"], summary["games"]) == (4, 2, 6)
+    after = out.read_bytes()
+    assert after.startswith(before) and len(after) > len(before)
+    assert [g.headers["Round"] for g in read_games(out)] == [str(i) for i in range(1, 7)]
+    assert selfplay.selfplay(5, out, cfg=CFG, workers=2, quiet=True)["played"] == 0
+    assert out.read_bytes() == after
+
+
+def test_a_cut_off_last_game_is_played_again(four_games, tmp_path):
+    out = tmp_path / "games.pgn"
+    text = four_games.read_text()
+    last = text.rindex("[Event ")
+    out.write_text(text[: last + (len(text) - last) // 2])  # killed while writing game 4
+    summary = selfplay.selfplay(4, out, cfg=CFG, workers=1, quiet=True)
+    assert (summary["already_there"], summary["played"]) == (3, 1)
+    assert out.read_text() == text
+
+
+def test_max_plies_ends_with_unknown_result(tmp_path):
+    stockfish_or_skip()
+    out = tmp_path / "short.pgn"
+    cfg = SelfPlayConfig(nodes=NODES, max_plies=30, seed=1, multipv_prob=1.0)
+    selfplay.selfplay(1, out, cfg=cfg, workers=1, quiet=True)
+    (game,) = read_games(out)
+    board = game.end().board()
+    opening = len(list(game.mainline())) - sum(1 for n in game.mainline() if n.comment)
+    if board.outcome(claim_draw=True) is None:
+        assert game.headers["Result"] == "*" and board.ply() == max(30, opening)
+
+
+def test_format_eval():
+    pov = chess.engine.PovScore
+    assert format_eval(pov(chess.engine.Cp(15), chess.BLACK)) == "[%eval -0.15]"
+    assert format_eval(pov(chess.engine.Cp(0), chess.BLACK)) == "[%eval 0.00]"
+    assert format_eval(pov(chess.engine.Cp(-1234), chess.WHITE)) == "[%eval -12.34]"
+    assert format_eval(pov(chess.engine.Mate(3), chess.WHITE)) == "[%eval #3]"
+    assert format_eval(pov(chess.engine.Mate(2), chess.BLACK)) == "[%eval #-2]"
+
+
+def test_errors_are_clear(tmp_path, capsys):
+    assert main(["--games", "1", "--out", str(tmp_path / "g.pgn"), "--engine",
+                 str(tmp_path / "stockfish")]) == 2
+    assert capsys.readouterr().err.startswith("error: stockfish not found at ")
+    other = tmp_path / "other.pgn"
+    other.write_text("1. e4 e5 *\n\n")
+    assert main(["--games", "1", "--out", str(other), "--engine", stockfish_or_skip()]) == 2
+    assert "is not a self-play PGN" in capsys.readouterr().err
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("eco\tname\tpgn\nA00\tnonsense\t1. e5\n")
+    assert main(["--games", "1", "--out", str(tmp_path / "g.pgn"), "--openings", str(bad)]) == 2
+    assert "no usable opening line" in capsys.readouterr().err
