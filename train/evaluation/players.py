@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import random
 import re
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import chess
 import chess.engine
@@ -29,6 +27,8 @@ import numpy as np
 import torch
 
 from dataengine import policy
+from dataengine.teacher import EngineNotFound
+from dataengine.teacher import find_stockfish as teacher_find_stockfish
 from train import checkpoint as ckpt
 from train.evaluation.inputs import board_inputs
 from train.evaluation.search import puct_search
@@ -264,12 +264,12 @@ class MaterialPlayer(Player):
 
 
 def find_stockfish() -> str | None:
-    """``stockfish`` on PATH, else the Debian package's /usr/games/stockfish, else None."""
-    found = shutil.which("stockfish")
-    if found:
-        return found
-    debian = Path("/usr/games/stockfish")
-    return str(debian) if debian.is_file() else None
+    """``stockfish`` on PATH, else the Debian package's /usr/games/stockfish, else None
+    (the teacher's lookup, without its exception)."""
+    try:
+        return teacher_find_stockfish()
+    except EngineNotFound:
+        return None
 
 
 class StockfishPlayer(Player):
