@@ -225,8 +225,9 @@ def bits_to_squares(x: torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.int64:
         raise ValueError(f"masks must be int64 (uint64 bits viewed as int64), got {x.dtype}")
     shape = x.shape
-    as_bytes = x.reshape(-1, 1).contiguous().view(torch.uint8).reshape(*shape, 8)
-    return _byte_bits(x.device)[as_bytes.long()].reshape(*shape, 64)
+    as_bytes = x.reshape(-1, 1).contiguous().view(torch.uint8).reshape(-1)
+    # index_select is ~5x faster than advanced indexing on a CPU
+    return _byte_bits(x.device).index_select(0, as_bytes.long()).reshape(*shape, 64)
 
 
 def expand_inputs(batch: dict, dtype: torch.dtype = torch.float32) -> torch.Tensor:
