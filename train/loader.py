@@ -95,11 +95,9 @@ def read_shard(path: str) -> schema.Block:
 
 
 def shard_index(shards_dir: str | Path, split: str = "train") -> list[ShardInfo]:
-    """The shards of a split with their per-stream record counts, from the manifest.
-
-    Per-stream counts come from the manifest's ``teacher`` counts per bucket when
-    present; otherwise records count as not teacher-annotated unless the build says
-    evals were attached (``teacher`` field written by the build)."""
+    """The shards of a split with their per-stream record counts, from the manifest: each
+    shard's records per bucket, split by its ``teacher`` counts (records with a teacher
+    eval, written by the build and kept current by `make teacher`)."""
     root = Path(shards_dir)
     manifest_path = root / "manifest.json"
     try:
@@ -271,7 +269,7 @@ def unpack(buffer: np.ndarray, n: int) -> dict[str, torch.Tensor]:
     """The inverse of `pack` for n records, as torch tensors viewing the buffer."""
     out, offset = {}, 0
     for name, dtype in BATCH_COLUMNS.items():
-        width = {"planes": 12, "labels": 20}.get(name, 1)
+        width = int(np.prod(schema.COLUMN_BY_NAME[name].shape, dtype=np.int64))
         np_dtype = np.dtype(_NUMPY_OF[dtype])
         size = n * width * np_dtype.itemsize
         a = buffer[offset : offset + size].view(np_dtype)

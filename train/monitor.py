@@ -20,6 +20,7 @@ class MetricsLog:
     def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True):
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
+        self.last: dict = {}  # the last line written by this process
         self.writer = None
         if not enabled:
             return
@@ -35,8 +36,9 @@ class MetricsLog:
     def write(self, step: int, metrics: dict) -> None:
         if not self.enabled:
             return
+        self.last = {"step": step, **metrics}
         with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, **metrics}, sort_keys=True) + "\n")
+            f.write(json.dumps(self.last, sort_keys=True) + "\n")
         if self.writer is not None:
             for k, v in metrics.items():
                 if isinstance(v, int | float):

@@ -359,18 +359,8 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
     log.info("saved %s after %d steps", cfg.checkpoint_out, step)
     return {"step": step, "checkpoint": cfg.checkpoint_out, "nonfinite_total": nonfinite_total,
             "world": ddp.world, "rank": ddp.rank,
-            "last_metrics": _last_metrics(metrics.path) if ddp.main else {}}
+            "last_metrics": metrics.last}
 
 
-def _last_metrics(path: Path) -> dict:
-    import json
-
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return {}
-    return json.loads(lines[-1]) if lines else {}
-
-
-__all__ = ["SSLWeights", "StepLosses", "TrainingError", "loss_shares", "lr_factor",
+__all__ = ["StepLosses", "TrainingError", "loss_shares", "lr_factor",
            "pick_device", "train"]
