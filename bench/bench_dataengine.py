@@ -21,13 +21,11 @@ import time
 from pathlib import Path
 
 import chess.pgn
+from common import REPO
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from dataengine import readers  # noqa: E402
-from dataengine.build import build  # noqa: E402
-from dataengine.config import BuildConfig  # noqa: E402
+from dataengine import readers
+from dataengine.build import build
+from dataengine.config import BuildConfig
 
 
 def default_pgn() -> Path:
