@@ -321,12 +321,12 @@ def test_ssl_targets_match_reference(boards, batch):
     b = len(boards)
     shapes = {
         "piece": ((b, 64), torch.int64),
-        "threat": ((b, 2, 64), torch.float32),
-        "pin": ((b, 2, 64), torch.float32),
-        "fork": ((b, 2, 64), torch.float32),
+        "threat": ((b, 2, 64), torch.uint8),
+        "pin": ((b, 2, 64), torch.uint8),
+        "fork": ((b, 2, 64), torch.uint8),
         "control": ((b, 64), torch.int64),
-        "pawn_structure": ((b, 8, 64), torch.float32),
-        "king_safety": ((b, 4, 64), torch.float32),
+        "pawn_structure": ((b, 8, 64), torch.uint8),
+        "king_safety": ((b, 4, 64), torch.uint8),
     }
     for task, (shape, dtype) in shapes.items():
         assert tuple(targets[task].shape) == shape and targets[task].dtype == dtype, task

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from labelers import MASK_NAMES
-from train.expand import IGNORE_INDEX, SSL_MASKS, SSL_TASKS
+from train.expand import CLASS_TASKS, IGNORE_INDEX, MAP_TASKS, SSL_MASKS, SSL_TASKS
 
 __all__ = [
     "CLASS_TASKS",
@@ -42,11 +42,6 @@ __all__ = [
     "value_loss",
     "wdl_loss",
 ]
-
-#: SSL tasks trained as per-square classification (cross-entropy) ...
-CLASS_TASKS: tuple[str, ...] = ("piece", "control")
-#: ... and as independent binary maps (binary cross-entropy with logits).
-MAP_TASKS: tuple[str, ...] = ("threat", "pin", "fork", "pawn_structure", "king_safety")
 
 #: Huber threshold of the value loss, on tanh outputs and targets in [-1, 1]. With
 #: delta = 1 the loss is quadratic (0.5 e^2) for |e| <= 1 and linear beyond, so a
@@ -131,7 +126,7 @@ def ssl_losses(heads: dict[str, torch.Tensor], targets: dict) -> dict[str, torch
         if task in CLASS_TASKS:
             losses[task] = F.cross_entropy(logits, targets[task])
         else:
-            losses[task] = F.binary_cross_entropy_with_logits(logits, targets[task].float())
+            losses[task] = F.binary_cross_entropy_with_logits(logits, targets[task].to(logits.dtype))
     return losses
 
 
@@ -224,7 +219,7 @@ def ssl_counts(heads: dict[str, torch.Tensor], targets: dict) -> dict[str, torch
         counts[f"{task}_n"] = torch.tensor(pred.numel(), device=pred.device)
     for task in MAP_TASKS:
         pred = heads[task] > 0
-        truth = targets[task] > 0.5
+        truth = targets[task] != 0
         counts[f"{task}_tp"] = (pred & truth).sum(dim=(0, 2))
         counts[f"{task}_fp"] = (pred & ~truth).sum(dim=(0, 2))
         counts[f"{task}_fn"] = (~pred & truth).sum(dim=(0, 2))
