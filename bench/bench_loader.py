@@ -1,48 +1,59 @@
-"""Loader benchmark: device-ready positions/s (compact batch -> expanded input planes and
-SSL targets on the CPU device) for 0, 1 and 2 DataLoader workers, batch 96 and 1024.
+"""Loader benchmark: device-ready positions/s for 0, 1 and 2 DataLoader workers, batch 96
+and 1024, on the CPU device.
 
-    .venv/bin/python bench/bench_loader.py
+"Device-ready" is what the trainer's step gets from `BatchLoader.device_batches`: the
+network's float input planes and every target (train.expand) on the device. "Compact" is
+the batches of compact records alone (`iter(loader)`). Main-process torch threads: 1, and
+all cores.
+
+    .venv/bin/python bench/bench_loader.py [--seconds S]
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import os
 import time
 
 import torch
 from common import bench_shards
 
 from train.curriculum import load_curriculum
-from train.expand import expand_inputs, expand_targets
 from train.loader import BatchLoader, LoaderConfig
 
 
-def measure(shards, workers: int, batch_size: int, expand: bool, seconds: float = 4.0):
+def measure(shards, workers: int, batch_size: int, device_ready: bool, seconds: float) -> float:
     loader = BatchLoader(shards, load_curriculum("stockfish"), steps=100_000,
                          batch_size=batch_size, seed=0, cfg=LoaderConfig(workers=workers))
-    it = iter(loader)
-    for _ in range(10):  # warm-up: worker start, first windows decoded
-        next(it)
+    it = loader.device_batches("cpu") if device_ready else iter(loader)
+    for _ in itertools.islice(it, 40):  # warm-up: workers start, first windows decoded
+        pass
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        for _, batch in itertools.islice(it, 20):
-            if expand:
-                expand_inputs(batch)
-                expand_targets(batch)
-            n += len(batch["planes"])
+        for batch in itertools.islice(it, 20):
+            n += len(batch[1]) if device_ready else len(batch[1]["planes"])
     return n / (time.perf_counter() - t0)
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    args = ap.parse_args()
     shards = bench_shards()
-    torch.set_num_threads(1)
-    print(f"\nLoader on {shards} (CPU device)")
-    print(f"{'workers':>7} {'batch':>6} {'compact pos/s':>14} {'device-ready pos/s':>19}")
+    cores = os.cpu_count() or 1
+    print(f"\nLoader on {shards} (CPU device, {cores} cores, chunks of "
+          f"{LoaderConfig().chunk_positions} positions)")
+    print(f"{'workers':>7} {'batch':>6} {'threads':>7} {'compact pos/s':>14} "
+          f"{'device-ready pos/s':>19}")
     for workers in (0, 1, 2):
         for batch_size in (96, 1024):
-            compact = measure(shards, workers, batch_size, expand=False)
-            ready = measure(shards, workers, batch_size, expand=True)
-            print(f"{workers:>7} {batch_size:>6} {compact:>14,.0f} {ready:>19,.0f}")
+            for threads in sorted({1, cores}):
+                torch.set_num_threads(threads)
+                compact = measure(shards, workers, batch_size, False, args.seconds)
+                ready = measure(shards, workers, batch_size, True, args.seconds)
+                print(f"{workers:>7} {batch_size:>6} {threads:>7} {compact:>14,.0f} "
+                      f"{ready:>19,.0f}")
     print("target: >= 1,000,000 device-ready positions/s")
 
 

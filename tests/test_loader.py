@@ -17,7 +17,19 @@ from dataengine.build import build
 from dataengine.config import BuildConfig
 from tests import naive
 from train.curriculum import Schedule, load_curriculum, phase_lengths
-from train.loader import BatchLoader, DataError, LoaderConfig, StreamReader, shard_index
+from train.expand import expand, from_numpy
+from train.loader import (
+    BATCH_COLUMNS,
+    ROW_BYTES,
+    BatchLoader,
+    DataError,
+    LoaderConfig,
+    StreamReader,
+    columns_of,
+    read_shard,
+    shard_index,
+    to_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +50,11 @@ def same(a: list[tuple[int, dict]], b: list[tuple[int, dict]]) -> bool:
     return all(torch.equal(x[k], y[k]) for (_, x), (_, y) in zip(a, b, strict=True) for k in x)
 
 
-def make(shards, workers=0, seed=7, steps=1000, batch_size=96, curriculum="stockfish"):
+def make(shards, workers=0, seed=7, steps=1000, batch_size=96, curriculum="stockfish",
+         chunk_positions=2048):
     return BatchLoader(shards, load_curriculum(curriculum), steps=steps, batch_size=batch_size,
-                       seed=seed, cfg=LoaderConfig(workers=workers))
+                       seed=seed, cfg=LoaderConfig(workers=workers,
+                                                   chunk_positions=chunk_positions))
 
 
 def test_several_shards(shards):
@@ -160,8 +174,81 @@ def test_streams_wrap_into_new_epochs(shards):
     stream = int(np.argmax(reader.totals))
     total = int(reader.totals[stream])
     pieces = reader.take(stream, 0, 2 * total)
-    rows = np.concatenate([p["planes"] for p in pieces])
+    rows = np.concatenate(pieces)
     first, second = rows[:total], rows[total:]
     # every record once per epoch, in another order the second time
     assert sorted(map(bytes, first)) == sorted(map(bytes, second))
     assert not np.array_equal(first, second)
+
+
+def test_rows_round_trip_every_column(shards):
+    block = read_shard(shard_index(shards)[0].path)
+    rows = to_rows(block)
+    assert rows.shape == (len(block["planes"]), ROW_BYTES) and rows.dtype == np.uint8
+    columns = columns_of(torch.from_numpy(rows))
+    assert set(columns) == set(BATCH_COLUMNS)
+    for name, dtype in BATCH_COLUMNS.items():
+        got = columns[name]
+        assert got.dtype == dtype, name
+        want = block[name].view(np.int64) if block[name].dtype == np.uint64 else block[name]
+        np.testing.assert_array_equal(got.numpy(), want, err_msg=name)
+    # the h8 bit (sign bit of the int64 view) survives
+    assert (block["planes"] >> np.uint64(63)).any()
+
+
+def test_rows_reject_other_shapes():
+    with pytest.raises(ValueError, match=f"rows must be \\(n, {ROW_BYTES}\\) uint8"):
+        columns_of(torch.zeros(3, ROW_BYTES - 1, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_chunking_does_not_change_the_batches(shards, workers):
+    one = batches(make(shards, chunk_positions=1), 25)  # one batch a chunk
+    assert same(one, batches(make(shards, workers=workers, chunk_positions=96 * 4), 25))
+    assert same(one, batches(make(shards, workers=workers, chunk_positions=96 * 7 + 5), 25))
+    # resuming in the middle of a chunk starts a new chunk there: same batches
+    loader = make(shards, workers=workers, chunk_positions=96 * 4)
+    loader.load_state_dict({"step": 6})
+    assert same(one[6:], batches(loader, 19))
+
+
+def test_device_batches_are_the_expanded_batches(shards):
+    compact = batches(make(shards), 12)
+    loader = make(shards, chunk_positions=96 * 5)
+    got = list(itertools.islice(loader.device_batches("cpu", teacher_mix=0.3), 12))
+    assert loader.state_dict()["step"] == 12
+    for (step, batch), (k, x, targets) in zip(compact, got, strict=True):
+        assert step == k
+        want_x, want_t = expand(batch, teacher_mix=0.3)
+        assert torch.equal(x, want_x)
+        assert set(targets) == set(want_t)
+        assert all(torch.equal(targets[t], want_t[t]) for t in want_t), step
+    # and the compact columns are what from_numpy makes of the same records
+    block = {name: col.numpy() for name, col in compact[0][1].items()}
+    block["planes"] = block["planes"].view(np.uint64)
+    block["labels"] = block["labels"].view(np.uint64)
+    want = from_numpy(block)
+    assert all(torch.equal(compact[0][1][k].long(), want[k].long()) for k in want)
+
+
+def test_loader_config_is_checked():
+    with pytest.raises(ValueError, match="chunk_positions"):
+        LoaderConfig(chunk_positions=0)
+    with pytest.raises(ValueError, match="workers"):
+        LoaderConfig(workers=-1)
+
+
+def test_each_stream_is_read_in_order_without_gaps(shards):
+    """A batch is its streams' next records, in stream order, whatever the chunking."""
+    loader = make(shards, curriculum="uniform", chunk_positions=96 * 3)
+    got = batches(loader, 40)
+    reader = StreamReader(shard_index(shards), seed=7)
+    schedule = Schedule(load_curriculum("uniform"), 1000, reader.available())
+    cursor = np.zeros(len(reader.totals), dtype=np.int64)
+    for (step, batch), (k, counts) in zip(got, schedule.counts(96), strict=False):
+        assert step == k
+        want = np.concatenate([piece for s in np.flatnonzero(counts)
+                               for piece in reader.take(int(s), int(cursor[s]), int(counts[s]))])
+        np.testing.assert_array_equal(batch["planes"].numpy(),
+                                      columns_of(torch.from_numpy(want))["planes"].numpy())
+        cursor += counts

@@ -23,11 +23,16 @@ Design (see DESIGN.md on why webdataset's own shuffling cannot resume exactly):
   A rank's rows follow the stream order, so they are not a sample of the whole
   mix; that is harmless because the trainer takes losses, gradients and BatchNorm
   statistics over the global batch (train.distributed).
-* DataLoader worker w of n makes batches k = w, w + n, ...; PyTorch hands them to
-  the main process in order. Shards are read with webdataset and decoded with the
-  schema module; batches are dicts of torch tensors of the compact columns (uint64
-  bitboards as int64 bit patterns): expansion to float planes happens on the
-  device (train.expand).
+* Batches travel in *chunks* of consecutive steps (``chunk_positions`` records,
+  at least one batch) as one array of fixed-size rows (``to_rows``: every compact
+  column at a fixed byte offset, uint64 bitboards as int64 bit patterns).
+  DataLoader worker w of n makes chunks w, w + n, ...; PyTorch hands them to the
+  main process in order. Shards are read with webdataset and decoded with the
+  schema module. A chunk crosses to the device in one copy and is expanded there
+  in one go (train.expand): the per-batch costs of the pipe, the copy and the
+  expansion's small kernels are paid once per chunk, and the batches the trainer
+  gets are views of it. Chunks do not change what batch k is, so resuming at any
+  step still gives exactly the batches of the uninterrupted run.
 * A shard that cannot be read (corrupt, truncated, wrong version) is reported by
   name once, counted, and left out of its window; a manifest that names missing
   files is an error at start-up.
@@ -47,24 +52,74 @@ import webdataset as wds
 
 from dataengine import schema
 from train.curriculum import STREAMS, Curriculum, Schedule
+from train.expand import expand
+from train.malloc import retain_freed_memory
 
 log = logging.getLogger(__name__)
 
-# the columns a training batch carries, and the torch dtype each becomes
+# The columns a training batch carries and the torch dtype each becomes, widest first:
+# a batch travels as rows of ROW_BYTES bytes, one per record, each column at a fixed
+# byte offset (ROW_LAYOUT) that is a multiple of its item size, so the columns of a
+# (n, ROW_BYTES) uint8 tensor are zero-copy views of their own dtype on any device.
 BATCH_COLUMNS: dict[str, torch.dtype] = {
     "planes": torch.int64,  # uint64 bit patterns
     "labels": torch.int64,  # uint64 bit patterns
-    "castling": torch.uint8,
-    "ep_file": torch.int8,
     "halfmove": torch.int32,
-    "move": torch.int64,
-    "result": torch.int8,
+    "move": torch.int32,
+    "teacher_move": torch.int32,
     "teacher_cp": torch.int16,
     "teacher_mate": torch.int16,
-    "teacher_move": torch.int64,
+    "castling": torch.uint8,
+    "ep_file": torch.int8,
+    "result": torch.int8,
     "flags": torch.uint8,
     "bucket": torch.uint8,
 }
+_NUMPY_OF = {torch.int64: np.int64, torch.int32: np.int32, torch.int16: np.int16,
+             torch.int8: np.int8, torch.uint8: np.uint8}
+
+
+def _row_layout() -> tuple[dict[str, tuple[int, int]], int]:
+    layout, offset = {}, 0
+    for name, dtype in BATCH_COLUMNS.items():
+        width = int(np.prod(schema.COLUMN_BY_NAME[name].shape, dtype=np.int64))
+        itemsize = np.dtype(_NUMPY_OF[dtype]).itemsize
+        assert offset % itemsize == 0, f"{name} would be misaligned: order columns widest first"
+        layout[name] = (offset, width)
+        offset += width * itemsize
+    return layout, -(-offset // 8) * 8  # rows stay 8-byte aligned
+
+
+#: Column -> (byte offset in the row, values per record); ROW_BYTES per record in all.
+ROW_LAYOUT, ROW_BYTES = _row_layout()
+
+
+def to_rows(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Records as a (n, ROW_BYTES) uint8 array; uint64 bitboards keep their bits."""
+    n = len(columns["planes"])
+    rows = np.zeros((n, ROW_BYTES), dtype=np.uint8)
+    for name, dtype in BATCH_COLUMNS.items():
+        offset, width = ROW_LAYOUT[name]
+        np_dtype = np.dtype(_NUMPY_OF[dtype])
+        view = rows[:, offset : offset + width * np_dtype.itemsize].view(np_dtype)
+        a = columns[name]
+        view[...] = (a.view(np.int64) if a.dtype == np.uint64 else a).reshape(n, width)
+    return rows
+
+
+def columns_of(rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The columns of (n, ROW_BYTES) uint8 rows, as views on the rows' device: (n, 12) and
+    (n, 20) int64 for the bitboards, (n,) for the rest (dtypes of BATCH_COLUMNS)."""
+    if rows.dtype != torch.uint8 or rows.dim() != 2 or rows.shape[1] != ROW_BYTES:
+        raise ValueError(f"rows must be (n, {ROW_BYTES}) uint8, got {tuple(rows.shape)} "
+                         f"{rows.dtype}")
+    out = {}
+    for name, dtype in BATCH_COLUMNS.items():
+        offset, width = ROW_LAYOUT[name]
+        size = width * dtype.itemsize
+        column = rows[:, offset : offset + size].view(dtype)
+        out[name] = column if width > 1 else column[:, 0]
+    return out
 
 
 class DataError(RuntimeError):
@@ -172,7 +227,7 @@ class StreamReader:
             self._epochs[key] = (windows, ends)
         return self._epochs[key]
 
-    def _window(self, stream: int, epoch: int, w: int) -> schema.Block:
+    def _window(self, stream: int, epoch: int, w: int) -> np.ndarray | None:
         key = (stream, epoch, w)
         if key in self.cache:
             self.cache.move_to_end(key)
@@ -185,17 +240,17 @@ class StreamReader:
                 parts.append(by_stream[stream])
         records = None
         if parts:
-            records = {c: np.concatenate([p[c] for p in parts]) for c in BATCH_COLUMNS}
-            perm = _rng(self.seed, _RNG_SLOT, stream, epoch, w, 1).permutation(
-                schema.block_len(records))
-            records = {c: records[c][perm] for c in BATCH_COLUMNS}
+            records = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            perm = _rng(self.seed, _RNG_SLOT, stream, epoch, w, 1).permutation(len(records))
+            records = records[perm]
         self.cache[key] = records
         if len(self.cache) > self.cache_windows:
             self.cache.popitem(last=False)
         return records
 
-    def _read(self, path: str) -> dict[int, dict[str, np.ndarray]] | None:
-        """A shard's records split by stream (cached), None for a bad shard."""
+    def _read(self, path: str) -> dict[int, np.ndarray] | None:
+        """A shard's records as rows (`to_rows`) split by stream (cached), None for a bad
+        shard."""
         if path in self.bad_shards:
             return None
         if path in self.shard_cache:
@@ -208,19 +263,17 @@ class StreamReader:
             log.warning("skipping unreadable shard %s: %s", path, e)
             return None
         streams = stream_of(block)
-        by_stream = {}
-        for s in np.unique(streams):
-            pick = streams == s
-            by_stream[int(s)] = {c: block[c][pick] for c in BATCH_COLUMNS}
+        rows = to_rows(block)
+        by_stream = {int(s): rows[streams == s] for s in np.unique(streams)}
         self.shard_cache[path] = by_stream
         self.cached_records += len(streams)
         while self.cached_records > self.cache_records and len(self.shard_cache) > 1:
             _, old = self.shard_cache.popitem(last=False)
-            self.cached_records -= sum(len(r["planes"]) for r in old.values())
+            self.cached_records -= sum(len(r) for r in old.values())
         return by_stream
 
-    def take(self, stream: int, start: int, n: int) -> list[dict[str, np.ndarray]]:
-        """Records [start, start + n) of a stream, as column pieces."""
+    def take(self, stream: int, start: int, n: int) -> list[np.ndarray]:
+        """Records [start, start + n) of a stream, as pieces of rows (`to_rows`)."""
         total = int(self.totals[stream])
         pieces, pos, left = [], start, n
         guard = 0
@@ -232,14 +285,14 @@ class StreamReader:
             records = self._window(stream, epoch, w)
             planned = int(ends[w]) - begin
             k = min(left, planned - (offset - begin))
-            have = schema.block_len(records) if records is not None else 0
+            have = len(records) if records is not None else 0
             if have:
                 a = offset - begin
                 if a + k <= have:
-                    pieces.append({c: records[c][a : a + k] for c in BATCH_COLUMNS})
+                    pieces.append(records[a : a + k])
                 else:  # a shard missing from the window: wrap around what is left of it
                     idx = np.arange(a, a + k) % have
-                    pieces.append({c: records[c][idx] for c in BATCH_COLUMNS})
+                    pieces.append(records[idx])
                 left -= k
             else:
                 guard += 1
@@ -250,48 +303,23 @@ class StreamReader:
         return pieces
 
 
-_NUMPY_OF = {torch.int64: np.int64, torch.int32: np.int32, torch.int16: np.int16,
-             torch.int8: np.int8, torch.uint8: np.uint8}
-
-
-def pack(columns: dict[str, np.ndarray]) -> np.ndarray:
-    """A batch's columns, converted to their batch dtypes, as one byte array: one object
-    to pickle through the worker pipe instead of twelve."""
-    parts = []
-    for name, dtype in BATCH_COLUMNS.items():
-        a = columns[name]
-        a = a.view(np.int64) if a.dtype == np.uint64 else a.astype(_NUMPY_OF[dtype], copy=False)
-        parts.append(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
-    return np.concatenate(parts)
-
-
-def unpack(buffer: np.ndarray, n: int) -> dict[str, torch.Tensor]:
-    """The inverse of `pack` for n records, as torch tensors viewing the buffer."""
-    out, offset = {}, 0
-    for name, dtype in BATCH_COLUMNS.items():
-        width = int(np.prod(schema.COLUMN_BY_NAME[name].shape, dtype=np.int64))
-        np_dtype = np.dtype(_NUMPY_OF[dtype])
-        size = n * width * np_dtype.itemsize
-        a = buffer[offset : offset + size].view(np_dtype)
-        out[name] = torch.from_numpy(a.reshape(n, width) if width > 1 else a)
-        offset += size
-    return out
-
-
 class CurriculumBatches(torch.utils.data.IterableDataset):
-    """Endless batches of compact records, from `start` on; worker w makes every W-th.
+    """Endless chunks of batches of compact records, from step `start` on.
 
-    Each is rows [rows[0], rows[1]) of the global batch of `batch_size` records (all
-    of it by default)."""
+    A chunk is `chunk_steps` consecutive batches as one array of rows (`to_rows`), the
+    unit a worker ships and the device expands; worker w of W makes chunks w, w + W, ...
+    Each batch is rows [rows[0], rows[1]) of the global batch of `batch_size` records
+    (all of it by default)."""
 
     def __init__(self, shards: list[ShardInfo], curriculum: Curriculum, steps: int,
                  batch_size: int, seed: int, start: int = 0,
-                 rows: tuple[int, int] | None = None,
+                 rows: tuple[int, int] | None = None, chunk_steps: int = 1,
                  window_shards: int = 4, cache_records: int = 2_000_000):
         super().__init__()
         self.shards, self.curriculum, self.steps = shards, curriculum, steps
         self.batch_size, self.seed, self.start = batch_size, seed, start
         self.rows = rows or (0, batch_size)
+        self.chunk_steps = chunk_steps
         self.window_shards, self.cache_records = window_shards, cache_records
 
     def reader(self) -> StreamReader:
@@ -305,24 +333,44 @@ class CurriculumBatches(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         reader = self.reader()
-        cursor = np.zeros(len(STREAMS.names), dtype=np.int64)
-        first, stop = self.rows
+        cursor = np.zeros(len(STREAMS.names), dtype=np.int64)  # records used per stream
+        pending: list[np.ndarray] = []
         for step, counts in self.schedule(reader).counts(self.batch_size):
-            if step >= self.start and (step - self.start) % nw == wid:
-                # the global batch is the streams' records one after another (STREAMS
-                # order); take the part of each stream's run that falls in our rows
-                pieces, begin = [], 0
-                for s in np.flatnonzero(counts):
-                    end = begin + int(counts[s])
-                    lo, hi = max(begin, first), min(end, stop)
-                    if lo < hi:
-                        pieces += reader.take(int(s), int(cursor[s]) + lo - begin, hi - lo)
-                    begin = end
-                batch = {c: np.concatenate([p[c] for p in pieces]) for c in BATCH_COLUMNS}
-                # one numpy byte array, not torch tensors: a pickled array crosses the
+            if step < self.start:
+                cursor += counts
+                continue
+            pending.append(counts)
+            if len(pending) < self.chunk_steps:
+                continue
+            chunk_counts, pending = np.stack(pending), []
+            if (step - self.start) // self.chunk_steps % nw == wid:
+                # one numpy array, not a torch tensor: a pickled array crosses the
                 # worker pipe faster than torch's shared-memory tensors at these sizes
-                yield step, len(batch["planes"]), pack(batch)
-            cursor += counts
+                first = step + 1 - self.chunk_steps
+                yield first, self.chunk_steps, self._chunk(reader, cursor, chunk_counts)
+            cursor += chunk_counts.sum(axis=0)
+
+    def _chunk(self, reader: StreamReader, cursor: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Our rows of the global batches whose per-stream counts are `counts` (steps x
+        streams), the streams' records starting at `cursor`. A global batch is the
+        streams' records one after another (STREAMS order); each stream's records for the
+        whole chunk are taken at once and scattered to their rows with one gather."""
+        ends = counts.cumsum(axis=1)  # where each stream's records end in its batch
+        begins = ends - counts
+        earlier = counts.cumsum(axis=0) - counts  # a stream's records in earlier steps
+        position = np.arange(*self.rows)  # our rows of a global batch
+        stream = (position >= ends[:, :, None]).sum(axis=1)  # (steps, rows)
+        step = np.arange(len(counts))[:, None]
+        # row -> index of its record among the chunk's records of its stream
+        local = earlier[step, stream] + position - begins[step, stream]
+        pieces, base, taken = [], np.zeros(len(cursor), dtype=np.int64), 0
+        for s in np.unique(stream):
+            mine = local[stream == s]  # with several ranks, a span that includes others' rows
+            lo, hi = int(mine.min()), int(mine.max()) + 1
+            pieces += reader.take(int(s), int(cursor[s]) + lo, hi - lo)
+            base[s] = taken - lo
+            taken += hi - lo
+        return np.concatenate(pieces)[(base[stream] + local).reshape(-1)]
 
 
 @dataclass(kw_only=True)
@@ -333,19 +381,41 @@ class LoaderConfig:
     """DataLoader worker processes (0 = read in the training process)."""
     window_shards: int = 4
     """Shards pooled and shuffled together per stream (the shuffle buffer)."""
-    prefetch: int = 4
-    """Batches each worker prepares ahead."""
+    chunk_positions: int = 2048
+    """Consecutive batches travel and are expanded on the device together, as many as
+    fit in this many positions (at least one batch): per-batch costs are paid once."""
+    prefetch: int = 2
+    """Chunks each worker prepares ahead."""
     cache_records: int = 2_000_000
     """Decoded records each worker keeps in memory (about 280 bytes each). Data that fits
     is decoded once; beyond it, a shard may be decoded once per stream that visits it."""
+    retain_freed_memory: bool = True
+    """Linux: keep memory freed by the loading and training processes for reuse instead
+    of returning it to the OS (train.malloc): fresh pages for every chunk cost more
+    page faults than the expansion itself."""
+
+    def __post_init__(self) -> None:
+        for name in ("window_shards", "chunk_positions", "prefetch", "cache_records"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"loader.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.workers < 0:
+            raise ValueError(f"loader.workers must be >= 0, got {self.workers!r}")
 
 
-def _keep_numpy(batch):
-    return batch
+def _keep_numpy(chunk):
+    return chunk
+
+
+def _init_worker(_worker_id: int) -> None:
+    retain_freed_memory()
 
 
 class BatchLoader:
-    """Iterates (step, batch) from the current step on; state_dict() is the step.
+    """Iterates batches from the current step on; state_dict() is the step.
+
+    ``iter(loader)`` gives (step, compact batch: `columns_of` views, on the CPU);
+    :meth:`device_batches` gives (step, network input, targets) expanded on a device
+    (`train.expand`), which is what the trainer uses.
 
     With ``world`` processes, batch k of rank ``rank`` is rows [rank * batch_size,
     (rank + 1) * batch_size) of global batch k, which has ``world * batch_size`` records
@@ -353,15 +423,17 @@ class BatchLoader:
 
     def __init__(self, shards_dir: str | Path, curriculum: Curriculum, *, steps: int,
                  batch_size: int, seed: int, cfg: LoaderConfig | None = None,
-                 rank: int = 0, world: int = 1, pin_memory: bool = False):
+                 rank: int = 0, world: int = 1):
         if not 0 <= rank < world:
             raise ValueError(f"rank must be in [0, world={world}), got {rank!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self.cfg = cfg or LoaderConfig()
         shards = shard_index(shards_dir)
         self.shards, self.curriculum, self.steps = shards, curriculum, steps
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.global_batch_size = batch_size * world
-        self.pin_memory = pin_memory
+        self.chunk_steps = max(1, self.cfg.chunk_positions // batch_size)
         self.step = 0
         probe = StreamReader(shards, seed)
         self.schedule = Schedule(curriculum, steps, probe.available())
@@ -381,22 +453,55 @@ class BatchLoader:
                             "differs from the original run", key, state[key], value)
         self.step = int(state["step"])
 
-    def __iter__(self):
+    def chunks(self):
+        """(first step, number of steps, rows) from the current step on: each chunk is
+        that many consecutive batches of `batch_size` rows (`to_rows` layout), as one
+        CPU uint8 tensor. Does not move the state: the per-batch iterators do."""
         first = self.rank * self.batch_size
         dataset = CurriculumBatches(self.shards, self.curriculum, self.steps,
                                     self.global_batch_size, self.seed, start=self.step,
                                     rows=(first, first + self.batch_size),
+                                    chunk_steps=self.chunk_steps,
                                     window_shards=self.cfg.window_shards,
                                     cache_records=self.cfg.cache_records)
         workers = self.cfg.workers
+        if self.cfg.retain_freed_memory:
+            retain_freed_memory()
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=None, num_workers=workers, pin_memory=self.pin_memory,
-            collate_fn=_keep_numpy,
+            dataset, batch_size=None, num_workers=workers, collate_fn=_keep_numpy,
+            worker_init_fn=_init_worker if self.cfg.retain_freed_memory else None,
             prefetch_factor=self.cfg.prefetch if workers else None,
             multiprocessing_context="spawn" if workers else None,
         )
-        for step, n, buffer in loader:
-            batch = unpack(buffer, n)
-            assert step == self.step, f"loader out of order: got batch {step}, expected {self.step}"
-            self.step += 1
-            yield step, batch
+        expected = self.step
+        for start, n, rows in loader:
+            assert start == expected, f"loader out of order: got step {start}, not {expected}"
+            expected += n
+            yield start, n, torch.from_numpy(rows)
+
+    def __iter__(self):
+        """(step, compact batch) from the current step on (CPU views of the chunk rows)."""
+        b = self.batch_size
+        for start, n, rows in self.chunks():
+            columns = columns_of(rows)
+            for i in range(n):
+                self.step = start + i + 1
+                yield start + i, {k: v[i * b : (i + 1) * b] for k, v in columns.items()}
+
+    def device_batches(self, device: torch.device | str, dtype: torch.dtype = torch.float32,
+                       *, teacher_mix: float = 0.0, policy_from_teacher: bool = False):
+        """(step, x, targets) from the current step on: `train.expand.expand` of each batch,
+        run on `device` once per chunk (one host-to-device copy of the compact rows, pinned
+        for CUDA); x and the targets are views into the chunk's tensors."""
+        device = torch.device(device)
+        for start, n, rows in self.chunks():
+            if device.type == "cuda":
+                rows = rows.pin_memory()
+            rows = rows.to(device, non_blocking=True)
+            x, targets = expand(columns_of(rows), dtype, teacher_mix=teacher_mix,
+                                policy_from_teacher=policy_from_teacher)
+            b = self.batch_size
+            for i in range(n):
+                self.step = start + i + 1
+                part = slice(i * b, (i + 1) * b)
+                yield start + i, x[part], {k: v[part] for k, v in targets.items()}

@@ -22,7 +22,7 @@ from train import distributed
 from train.config import RunConfig
 from train.curriculum import load_curriculum
 from train.distributed import Dist
-from train.expand import IGNORE_INDEX, INPUT_FORMAT_VERSION, expand_inputs, expand_targets
+from train.expand import IGNORE_INDEX, INPUT_FORMAT_VERSION
 from train.loader import BatchLoader
 from train.losses import SSLWeights, policy_loss, ssl_losses_chunked, value_loss, wdl_loss
 from train.model import ChessNet, ModelConfig
@@ -196,7 +196,7 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
     curriculum = load_curriculum(cfg.curriculum, run.curricula)
     loader = BatchLoader(cfg.shards, curriculum, steps=cfg.steps * cfg.accum_steps,
                          batch_size=cfg.batch_size, seed=cfg.seed, cfg=run.loader,
-                         rank=ddp.rank, world=ddp.world, pin_memory=device.type == "cuda")
+                         rank=ddp.rank, world=ddp.world)
 
     step, nonfinite_total, ssl_chunk = 0, 0, cfg.ssl_chunk_size
     if state is not None:
@@ -256,7 +256,8 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
     consecutive_nonfinite = 0
     bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, unit="step",
                disable=not ddp.main)
-    batches = iter(loader)
+    batches = loader.device_batches(device, teacher_mix=cfg.teacher_mix,
+                                    policy_from_teacher=cfg.policy_from_teacher)
 
     # -- the loop -----------------------------------------------------------------------
     while step < cfg.steps:
@@ -266,12 +267,8 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
         finite = True
         for micro in range(cfg.accum_steps):
             t_wait = time.perf_counter()
-            _, batch = next(batches)
+            _, x, targets = next(batches)  # expanded on the device (train.expand)
             window["wait"] += time.perf_counter() - t_wait
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            x = expand_inputs(batch)
-            targets = expand_targets(batch, teacher_mix=cfg.teacher_mix,
-                                     policy_from_teacher=cfg.policy_from_teacher)
             shares = loss_shares(targets, ddp)
             with ddp.no_sync(net, last=micro == cfg.accum_steps - 1):
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.use_amp):
