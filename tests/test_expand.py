@@ -392,3 +392,92 @@ def test_empty_batch(block):
     empty = expand.from_numpy(schema.take(block, slice(0, 0)))
     assert expand.expand_inputs(empty).shape == (0, 19, 8, 8)
     assert expand.expand_targets(empty)["piece"].shape == (0, 64)
+
+
+# --- row-packed batches and the combined expansion ---------------------------------
+
+#: How the loader ships a batch: one (B, 280) uint8 tensor, a row per record, each
+#: column at a byte offset (name -> offset, dtype, per-record shape); 3 bytes padding.
+PACKED_COLUMNS = {
+    "planes": (0, torch.int64, (12,)),
+    "labels": (96, torch.int64, (20,)),
+    "halfmove": (256, torch.int32, ()),
+    "move": (260, torch.int32, ()),
+    "teacher_move": (264, torch.int32, ()),
+    "teacher_cp": (268, torch.int16, ()),
+    "teacher_mate": (270, torch.int16, ()),
+    "castling": (272, torch.uint8, ()),
+    "ep_file": (273, torch.int8, ()),
+    "result": (274, torch.int8, ()),
+    "flags": (275, torch.uint8, ()),
+    "bucket": (276, torch.uint8, ()),
+}
+PACKED_ROW_BYTES = 280
+
+
+def packed_batch(batch: dict) -> dict:
+    """``batch`` written into one row-packed buffer, returned as the loader's column
+    views of it (non-contiguous; ``move`` and ``teacher_move`` int32)."""
+    n = batch["planes"].shape[0]
+    buffer = torch.zeros((n, PACKED_ROW_BYTES), dtype=torch.uint8)
+    columns = {}
+    for name, (offset, dtype, shape) in PACKED_COLUMNS.items():
+        size = dtype.itemsize * math.prod(shape)
+        column = buffer[:, offset : offset + size].view(dtype)
+        if not shape:
+            column = column[:, 0]
+        column.copy_(batch[name] if name in batch else torch.arange(n) % 7)
+        columns[name] = column
+    return columns
+
+
+def assert_identical(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
+    """Same dtype, shape and bits (so -0.0 and 0.0 differ)."""
+    assert got.dtype == want.dtype and got.shape == want.shape, what
+    assert torch.equal(got, want), what
+    assert torch.equal(got.contiguous().view(torch.uint8), want.contiguous().view(torch.uint8)), what
+
+
+def assert_same_expansion(got, want) -> None:
+    (x, targets), (want_x, want_targets) = got, want
+    assert_identical(x, want_x, "x")
+    assert targets.keys() == want_targets.keys()
+    for key in want_targets:
+        assert_identical(targets[key], want_targets[key], key)
+
+
+def test_row_packed_batch_expands_like_the_contiguous_one(batch):
+    packed = packed_batch(batch)
+    assert packed["planes"].shape == batch["planes"].shape
+    assert packed["planes"].stride() == (PACKED_ROW_BYTES // 8, 1)
+    assert packed["halfmove"].stride() == (PACKED_ROW_BYTES // 4,)
+    assert packed["flags"].stride() == (PACKED_ROW_BYTES,)
+    assert packed["move"].dtype == packed["teacher_move"].dtype == torch.int32
+    for name in expand.BATCH_DTYPES:
+        assert torch.equal(packed[name].long(), batch[name].long()), name
+    settings = (
+        {},
+        {"teacher_mix": 0.5, "policy_from_teacher": True},
+        {"dtype": torch.bfloat16, "teacher_mix": 1.0},
+    )
+    for kwargs in settings:
+        assert_same_expansion(expand.expand(packed, **kwargs), expand.expand(batch, **kwargs))
+    assert_identical(expand.expand_inputs(packed), expand.expand_inputs(batch), "inputs")
+    assert_identical(expand.bits_to_squares(packed["labels"]),
+                     expand.bits_to_squares(batch["labels"]), "bits_to_squares")
+
+
+def test_expand_is_expand_inputs_and_expand_targets(batch):
+    for dtype, teacher_mix, policy_from_teacher in (
+        (torch.float32, 0.0, False),
+        (torch.float32, 0.3, True),
+        (torch.float16, 1.0, False),
+    ):
+        got = expand.expand(batch, dtype, teacher_mix=teacher_mix,
+                            policy_from_teacher=policy_from_teacher)
+        want = (
+            expand.expand_inputs(batch, dtype),
+            expand.expand_targets(batch, teacher_mix=teacher_mix,
+                                  policy_from_teacher=policy_from_teacher),
+        )
+        assert_same_expansion(got, want)

@@ -31,8 +31,11 @@ flags           (B,)      uint8                 as stored (HAS_* bits)
 
 (*) torch has no full uint64 arithmetic, so a mask travels as the int64 with
 the same 64 bits (``torch.from_numpy(a.view(np.int64))``): bit 63 (h8) is the
-sign bit. :func:`bits_to_squares` reads it correctly (an arithmetic right shift
-by 63 followed by ``& 1`` is 1 exactly when the bit is set).
+sign bit. :func:`bits_to_squares` reads it correctly: the expansion works on the
+8 bytes of the int64, never on its sign.
+
+A column may be a strided view: the loader ships column views of one row-packed
+buffer (a row of bytes per record), which the expansion reads in place.
 
 Network input: ``N_INPUT_PLANES`` = 19 planes of 8 x 8
 -------------------------------------------------------
@@ -85,6 +88,7 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -132,6 +136,7 @@ IGNORE_INDEX = -100
 
 #: Centipawns are read as an Elo difference: expected score = 1 / (1 + 10^(-cp/400)).
 TEACHER_CP_SCALE = 400.0
+_CP_SCALE = math.log(10.0) / (2.0 * TEACHER_CP_SCALE)  # cp -> tanh argument
 
 #: SSL task -> indices of its masks in the 20-mask label record (``piece`` has none:
 #: it comes from the planes).
@@ -215,21 +220,105 @@ def check_batch(batch: dict, keys=None) -> int:
 # The table maps a byte value to the 8 bytes 0/1 of its squares, packed in one int64, so
 # a whole batch expands with one index_select of 8-byte rows (20x faster on a CPU than
 # shifting each bit out, one kernel on a GPU); the result is viewed as bytes again.
-_PACKED_BITS: dict[torch.device, torch.Tensor] = {}
+#
+# The 8 bytes of such an int64 are called its lanes below, one square each. Adding
+# int64s of lanes adds square by square as long as no lane sum passes 255 (nothing
+# carries into the next square), which the per-square class targets rely on.
+#
+# On a CPU most of the ops here work on a few thousand elements, so each costs about as
+# much for the call as for the work: the code keeps the number of ops low, and the
+# per-device tables below turn several small ops into one lookup.
 
 
-def _packed_bits(device: torch.device) -> torch.Tensor:
-    """(256,) int64 whose byte j is bit j of the index (built once per device)."""
-    if device not in _PACKED_BITS:
-        bits = (torch.arange(256)[:, None] >> torch.arange(8)) & 1
-        _PACKED_BITS[device] = bits.to(torch.uint8).view(torch.int64).reshape(256).to(device)
-    return _PACKED_BITS[device]
+class _Tables(NamedTuple):
+    """The constant tensors of the expansion on one device (see ``_tables``)."""
+
+    #: (256,) int64: entry v has lanes bit j of v, j = 0..7 (the table described above)
+    bits: torch.Tensor
+    #: (4 * 256,) int64: entry 256 k + v has lanes (bit j of v) << k; ``bits`` is k = 0
+    shifted_bits: torch.Tensor
+    #: (256, 4) int64: castling byte -> the masks of planes 12..15 (0 or every square)
+    castling: torch.Tensor
+    #: (256, 3) int64: ep_file byte (int8 read as uint8) -> the masks of planes 16..18
+    #: (the en-passant square, then every square for the halfmove and ones planes)
+    en_passant: torch.Tensor
+    #: (101,) float32: halfmove clock 0..100 -> the halfmove plane's value
+    halfmove: torch.Tensor
+    #: (4, 12, 1) int64: -1 where the piece class p + 1 of plane p has bit k, else 0
+    class_bits: torch.Tensor
+    #: (4, 1) int32: 256 k, where the entries of ``shifted_bits`` shifted by k start
+    class_offsets: torch.Tensor
+    # 0-dim operands of the per-position ops: a Python number costs a tensor per call
+    #: uint8 HAS_RESULT, HAS_TEACHER_EVAL, HAS_TEACHER_MOVE
+    has_result: torch.Tensor
+    has_teacher_eval: torch.Tensor
+    has_teacher_move: torch.Tensor
+    #: int64 NO_MOVE, IGNORE_INDEX, 1
+    no_move: torch.Tensor
+    ignore_index: torch.Tensor
+    one: torch.Tensor
+    #: float32 ln(10) / (2 TEACHER_CP_SCALE), see value_from_teacher
+    cp_scale: torch.Tensor
 
 
-def _square_bytes(words: torch.Tensor) -> torch.Tensor:
-    """int64 masks (B, n) -> (B, n, 8) int64 whose bytes are the 0/1 squares (B, n, 64)."""
-    index = words.contiguous().view(torch.uint8).reshape(-1).int()
-    return _packed_bits(words.device).index_select(0, index).view(*words.shape, 8)
+def _build_tables(device: torch.device) -> _Tables:
+    """The tables, each computed with the formula it replaces, on ``device`` itself (so
+    the float division rounds as it would on the batch)."""
+    byte = torch.arange(256, device=device)
+    shift4 = torch.arange(4, device=device)
+    bits = ((byte[:, None] >> torch.arange(8, device=device)) & 1).to(torch.uint8)
+    # 0 - (bit & 1) is 0 or -1: no square or every square
+    castling = -((byte[:, None] >> shift4) & 1)
+    # without the ep_file >= 0 test, "none" (-1) would light square 39 (h5); as in torch,
+    # a shift past bit 63 gives 0
+    ep_file = byte.to(torch.uint8).view(torch.int8).long()
+    en_passant = torch.full((256, 3), -1, dtype=torch.int64, device=device)
+    en_passant[:, 0] = (ep_file >= 0).long() << (40 + ep_file.clamp_min(0))
+    clock = torch.arange(101, dtype=torch.int32, device=device)
+    piece_class = torch.arange(1, N_PIECE_PLANES + 1, device=device)
+    shifted_bits = (bits.view(torch.int64).view(1, 256) << shift4.view(4, 1)).view(-1)
+    return _Tables(
+        bits=shifted_bits[:256],
+        shifted_bits=shifted_bits,
+        castling=castling,
+        en_passant=en_passant,
+        halfmove=(clock.to(torch.float32) / HALFMOVE_SCALE).clamp_(0.0, 1.0),
+        class_bits=(-((piece_class >> shift4.view(4, 1)) & 1)).view(4, N_PIECE_PLANES, 1),
+        class_offsets=(256 * shift4.view(4, 1)).int(),
+        has_result=torch.tensor(schema.HAS_RESULT, dtype=torch.uint8, device=device),
+        has_teacher_eval=torch.tensor(schema.HAS_TEACHER_EVAL, dtype=torch.uint8, device=device),
+        has_teacher_move=torch.tensor(schema.HAS_TEACHER_MOVE, dtype=torch.uint8, device=device),
+        no_move=torch.tensor(policy.NO_MOVE, device=device),
+        ignore_index=torch.tensor(IGNORE_INDEX, device=device),
+        one=torch.tensor(1, device=device),
+        cp_scale=torch.tensor(_CP_SCALE, dtype=torch.float32, device=device),
+    )
+
+
+_TABLES: dict[torch.device, _Tables] = {}
+
+
+def _tables(device: torch.device) -> _Tables:
+    """The expansion's constant tensors on ``device``, built on first use."""
+    tables = _TABLES.get(device)
+    if tables is None:
+        tables = _TABLES[device] = _build_tables(device)
+    return tables
+
+
+def _byte_index(words: torch.Tensor) -> torch.Tensor:
+    """The bytes of int64 ``words`` (any shape and strides), in order, as a flat int32
+    index. A column view of a row-packed batch is read in place, without a copy."""
+    if words.stride(-1) != 1:  # a dtype view needs a unit last stride
+        words = words.contiguous()
+    index = words.view(torch.uint8).to(torch.int32, memory_format=torch.contiguous_format)
+    return index.view(-1)
+
+
+def _square_bytes(words: torch.Tensor, tables: _Tables) -> torch.Tensor:
+    """int64 masks (...) -> (numel * 8,) int64 whose bytes are the 0/1 squares, mask by
+    mask (view as uint8 and reshape to (..., 64))."""
+    return tables.bits.index_select(0, _byte_index(words))
 
 
 def bits_to_squares(x: torch.Tensor) -> torch.Tensor:
@@ -243,56 +332,41 @@ def bits_to_squares(x: torch.Tensor) -> torch.Tensor:
     """
     if x.dtype != torch.int64:
         raise ValueError(f"masks must be int64 (uint64 bits viewed as int64), got {x.dtype}")
-    squares = _square_bytes(x.reshape(-1, 1)).view(torch.uint8)
-    return squares.view(torch.bool).reshape(*x.shape, 64)
+    squares = _square_bytes(x.reshape(-1), _tables(x.device)).view(torch.bool)
+    return squares.view(*x.shape, 64)
 
 
-def _plane_bytes(batch: dict) -> torch.Tensor:
-    """(B, 19, 8) int64 whose bytes are the input planes as 0/1, the halfmove plane all 1.
-
-    Every plane is first written as a 64-bit mask: the 12 piece masks, all-ones or zero
-    for each castling right, the en-passant target square, all-ones for the halfmove
-    and ones planes; then one table lookup.
-    """
+def _inputs(batch: dict, tables: _Tables, dtype: torch.dtype) -> torch.Tensor:
+    """The input planes: a (B, 19) int64 mask per plane looked up, then the halfmove
+    plane (looked up as every square) overwritten with the clock."""
     planes = batch["planes"]
-    b, device = planes.shape[0], planes.device
-    words = torch.empty((b, N_INPUT_PLANES), dtype=torch.int64, device=device)
-    words[:, :N_PIECE_PLANES] = planes
-    rights = torch.arange(4, device=device, dtype=torch.int64)
-    # 0 - (bit & 1) is 0 or -1: no square or every square
-    words[:, PLANE_CASTLING : PLANE_CASTLING + 4] = -(
-        (batch["castling"].long().unsqueeze(-1) >> rights) & 1)
-    ep_file = batch["ep_file"].long()
-    # without the ep_file >= 0 test, "none" (-1) would light square 39 (h5)
-    words[:, PLANE_EN_PASSANT] = (ep_file >= 0).long() << (40 + ep_file.clamp_min(0))
-    words[:, PLANE_HALFMOVE:] = -1
-    return _square_bytes(words)
-
-
-def _inputs_from(plane_bytes: torch.Tensor, halfmove: torch.Tensor,
-                 dtype: torch.dtype) -> torch.Tensor:
-    b = plane_bytes.shape[0]
-    x = plane_bytes.view(torch.uint8).view(b, N_INPUT_PLANES, 8, 8).to(dtype)
-    scale = (halfmove.to(torch.float32) / HALFMOVE_SCALE).clamp_(0.0, 1.0)
-    x[:, PLANE_HALFMOVE].mul_(scale.to(dtype).view(b, 1, 1))
+    b = planes.shape[0]
+    castling = tables.castling.index_select(0, batch["castling"].int())
+    # ep_file -1 ("none") reads as 255
+    rest = tables.en_passant.index_select(0, batch["ep_file"].view(torch.uint8).int())
+    words = torch.cat([planes, castling, rest], dim=1)
+    x = _square_bytes(words, tables).view(torch.uint8).view(b, N_INPUT_PLANES, 8, 8).to(dtype)
+    # min(clock / 100, 1), looked up: clamping the clock to 0..100 first changes nothing
+    scale = tables.halfmove.index_select(0, batch["halfmove"].clamp(0, 100))
+    x.select(1, PLANE_HALFMOVE).copy_(scale.view(b, 1, 1))  # converted to dtype
     return x
 
 
 def expand_inputs(batch: dict, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The network input ``(B, N_INPUT_PLANES, 8, 8)`` of a compact batch (see module doc)."""
     check_batch(batch, _INPUT_KEYS)
-    return _inputs_from(_plane_bytes(batch), batch["halfmove"], dtype)
+    return _inputs(batch, _tables(batch["planes"].device), dtype)
 
 
 def expand(batch: dict, dtype: torch.dtype = torch.float32, *, teacher_mix: float = 0.0,
            policy_from_teacher: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``(expand_inputs(batch, dtype), expand_targets(batch, ...))``, sharing the work the
-    two have in common (the piece planes): what the trainer calls."""
+    """``(expand_inputs(batch, dtype), expand_targets(batch, ...))``, checking the batch
+    once: what the trainer calls."""
     _check_teacher_mix(teacher_mix)
     check_batch(batch)
-    plane_bytes = _plane_bytes(batch)
-    x = _inputs_from(plane_bytes, batch["halfmove"], dtype)
-    return x, _targets(batch, plane_bytes, teacher_mix, policy_from_teacher)
+    tables = _tables(batch["planes"].device)
+    x = _inputs(batch, tables, dtype)
+    return x, _targets(batch, tables, teacher_mix, policy_from_teacher)
 
 
 def value_from_teacher(cp: torch.Tensor, mate: torch.Tensor) -> torch.Tensor:
@@ -307,8 +381,8 @@ def value_from_teacher(cp: torch.Tensor, mate: torch.Tensor) -> torch.Tensor:
     >>> [round(x, 4) for x in v.tolist()]
     [0.0, 0.8182, -0.8182, -1.0]
     """
-    v = torch.tanh(cp.to(torch.float32) * (math.log(10.0) / (2.0 * TEACHER_CP_SCALE)))
-    return torch.where(mate != 0, torch.sign(mate.to(torch.float32)), v)
+    v = torch.tanh(cp.to(torch.float32) * _tables(cp.device).cp_scale)
+    return torch.where(mate.bool(), torch.sign(mate.to(torch.float32)), v)
 
 
 def expand_targets(
@@ -330,11 +404,7 @@ def expand_targets(
     """
     _check_teacher_mix(teacher_mix)
     check_batch(batch)
-    return _targets(batch, _square_bytes(batch["planes"]), teacher_mix, policy_from_teacher)
-
-
-# piece class of plane p (our P..K = 1..6, their p..k = 7..12), as a (12, 1) multiplier
-_PIECE_CLASS = torch.arange(1, N_PIECE_PLANES + 1, dtype=torch.int64).view(N_PIECE_PLANES, 1)
+    return _targets(batch, _tables(batch["planes"].device), teacher_mix, policy_from_teacher)
 
 
 def _check_teacher_mix(teacher_mix: float) -> None:
@@ -342,43 +412,62 @@ def _check_teacher_mix(teacher_mix: float) -> None:
         raise ValueError(f"teacher_mix must be in [0, 1], got {teacher_mix!r}")
 
 
-def _targets(batch: dict, plane_bytes: torch.Tensor, teacher_mix: float,
+def _targets(batch: dict, tables: _Tables, teacher_mix: float,
              policy_from_teacher: bool) -> dict[str, torch.Tensor]:
-    flags = batch["flags"].to(torch.int32)
-    has_result = (flags & schema.HAS_RESULT) != 0
-    has_teacher = (flags & schema.HAS_TEACHER_EVAL) != 0
+    targets = _policy_value(batch, tables, teacher_mix, policy_from_teacher)
+    b = batch["labels"].shape[0]
+    # the maps stay 0/1 bytes, views of one (B, 20, 64): losses cast them
+    masks = _square_bytes(batch["labels"], tables).view(torch.uint8).view(b, 20, 64)
+    targets["piece"] = _piece_classes(batch["planes"], tables)
+    us, them = SSL_MASKS["control"]  # exclusive: 0 neither, 1 us, 2 them
+    targets["control"] = torch.add(masks[:, us], masks[:, them], alpha=2).long()
+    for task in MAP_TASKS:
+        first, last = SSL_MASKS[task][0], SSL_MASKS[task][-1] + 1
+        targets[task] = masks[:, first:last]
+    return targets
+
+
+def _policy_value(batch: dict, tables: _Tables, teacher_mix: float,
+                  policy_from_teacher: bool) -> dict[str, torch.Tensor]:
+    """``policy``, ``value``, ``value_mask`` and ``wdl`` (see :func:`expand_targets`)."""
+    flags = batch["flags"]
+    has_result = (flags & tables.has_result).bool()
+    has_teacher = (flags & tables.has_teacher_eval).bool()
 
     move = batch["move"].to(torch.int64)
     if policy_from_teacher:
-        use_teacher = ((flags & schema.HAS_TEACHER_MOVE) != 0) & (
-            batch["teacher_move"] != policy.NO_MOVE
-        )
-        move = torch.where(use_teacher, batch["teacher_move"].to(torch.int64), move)
-    targets = {"policy": torch.where(move == policy.NO_MOVE, IGNORE_INDEX, move)}
+        teacher_move = batch["teacher_move"].to(torch.int64)
+        use_teacher = (flags & tables.has_teacher_move).bool() & (teacher_move != tables.no_move)
+        move = torch.where(use_teacher, teacher_move, move)
+    targets = {"policy": torch.where(move == tables.no_move, tables.ignore_index, move)}
 
-    result = batch["result"].to(torch.float32)
+    result = batch["result"]  # int8: the product below converts it to float32 exactly
     w_result = has_result.to(torch.float32) * (1.0 - teacher_mix)
     w_teacher = has_teacher.to(torch.float32) * teacher_mix
     teacher = value_from_teacher(batch["teacher_cp"], batch["teacher_mate"])
     total = w_result + w_teacher
     targets["value"] = (w_result * result + w_teacher * teacher) / total.clamp_min(1e-12)
-    targets["value_mask"] = total > 0
-    wdl = 1 - batch["result"].to(torch.int64)  # +1 -> 0 win, 0 -> 1 draw, -1 -> 2 loss
-    targets["wdl"] = torch.where(has_result, wdl, IGNORE_INDEX)
-
-    # Per-square classes, 8 squares to an int64 of 0/1 bytes: a square's class is the sum
-    # of its planes' values, the planes of a group being disjoint (at most one piece a
-    # square; control us and them exclusive), so no byte carries into the next.
-    b = plane_bytes.shape[0]
-    pieces = plane_bytes[:, :N_PIECE_PLANES] * _PIECE_CLASS.to(plane_bytes.device)
-    targets["piece"] = pieces.sum(dim=1).view(torch.uint8).view(b, 64).long()
-    masks = _square_bytes(batch["labels"])  # (B, 20, 8)
-    us, them = SSL_MASKS["control"]
-    control = masks[:, us] + 2 * masks[:, them]
-    targets["control"] = control.view(torch.uint8).view(b, 64).long()
-    # the binary maps stay 0/1 bytes, views of one (B, 20, 64): losses cast them
-    masks = masks.view(torch.uint8).view(b, 20, 64)
-    for task in MAP_TASKS:
-        first, last = SSL_MASKS[task][0], SSL_MASKS[task][-1] + 1
-        targets[task] = masks[:, first:last]
+    targets["value_mask"] = total.bool()  # total > 0: the weights are >= 0
+    wdl = tables.one - result.to(torch.int64)  # +1 -> 0 win, 0 -> 1 draw, -1 -> 2 loss
+    targets["wdl"] = torch.where(has_result, wdl, tables.ignore_index)
     return targets
+
+
+def _piece_classes(planes: torch.Tensor, tables: _Tables) -> torch.Tensor:
+    """(B, 64) int64 piece classes 0..12 of the 12 piece masks (B, 12).
+
+    The class is built from its 4 bits. Bit k of a square's class is set when the square
+    holds a piece of a plane p whose class p + 1 has bit k, so each bit has a mask: the
+    OR of those planes, computed as their sum (the planes are disjoint, at most one piece
+    a square, so nothing carries). The bytes of the 4 bit masks are looked up in the
+    table shifted by k, giving lanes 0 or 2^k, and the 4 lane words add up to the class
+    in every lane (at most 12: no carry either).
+    """
+    b = planes.shape[0]
+    # the planes transposed to (12, B), so that every op below runs over contiguous rows
+    # (through a trailing unit dim: a 2-D transposing copy takes a slower path on a CPU)
+    by_plane = planes.unsqueeze(-1).transpose(0, 1).contiguous().view(N_PIECE_PLANES, b)
+    class_masks = (tables.class_bits & by_plane).sum(1)  # (4, 12, B) -> (4, B)
+    index = class_masks.view(torch.uint8).int() + tables.class_offsets  # (4, B * 8)
+    lanes = tables.shifted_bits.index_select(0, index.view(-1)).view(4, b * 8)
+    return lanes.sum(0).view(torch.uint8).view(b, 64).long()
