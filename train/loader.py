@@ -467,26 +467,26 @@ class BatchLoader:
         workers = self.cfg.workers
         if self.cfg.retain_freed_memory:
             retain_freed_memory()
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=None, num_workers=workers, collate_fn=_keep_numpy,
-            worker_init_fn=_init_worker if self.cfg.retain_freed_memory else None,
-            prefetch_factor=self.cfg.prefetch if workers else None,
-            multiprocessing_context="spawn" if workers else None,
-        )
+        if workers:
+            source = torch.utils.data.DataLoader(
+                dataset, batch_size=None, num_workers=workers, collate_fn=_keep_numpy,
+                worker_init_fn=_init_worker if self.cfg.retain_freed_memory else None,
+                prefetch_factor=self.cfg.prefetch, multiprocessing_context="spawn")
+        else:
+            source = iter(dataset)
         expected = self.step
-        for start, n, rows in loader:
+        for start, n, rows in source:
             assert start == expected, f"loader out of order: got step {start}, not {expected}"
             expected += n
             yield start, n, torch.from_numpy(rows)
 
     def __iter__(self):
         """(step, compact batch) from the current step on (CPU views of the chunk rows)."""
-        b = self.batch_size
         for start, n, rows in self.chunks():
-            columns = columns_of(rows)
+            columns = {k: v.split(self.batch_size) for k, v in columns_of(rows).items()}
             for i in range(n):
                 self.step = start + i + 1
-                yield start + i, {k: v[i * b : (i + 1) * b] for k, v in columns.items()}
+                yield start + i, {k: v[i] for k, v in columns.items()}
 
     def device_batches(self, device: torch.device | str, dtype: torch.dtype = torch.float32,
                        *, teacher_mix: float = 0.0, policy_from_teacher: bool = False):
@@ -500,8 +500,8 @@ class BatchLoader:
             rows = rows.to(device, non_blocking=True)
             x, targets = expand(columns_of(rows), dtype, teacher_mix=teacher_mix,
                                 policy_from_teacher=policy_from_teacher)
-            b = self.batch_size
+            xs = x.split(self.batch_size)
+            parts = {k: v.split(self.batch_size) for k, v in targets.items()}
             for i in range(n):
                 self.step = start + i + 1
-                part = slice(i * b, (i + 1) * b)
-                yield start + i, x[part], {k: v[part] for k, v in targets.items()}
+                yield start + i, xs[i], {k: v[i] for k, v in parts.items()}
