@@ -381,7 +381,7 @@ class LoaderConfig:
     """DataLoader worker processes (0 = read in the training process)."""
     window_shards: int = 4
     """Shards pooled and shuffled together per stream (the shuffle buffer)."""
-    chunk_positions: int = 2048
+    chunk_positions: int = 4096
     """Consecutive batches travel and are expanded on the device together, as many as
     fit in this many positions (at least one batch): per-batch costs are paid once."""
     prefetch: int = 2

@@ -29,7 +29,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 #: Blocks up to this size come from the heap and are reused after ``free`` (32 MiB is
-#: the largest value every glibc accepts; a chunk of 2,048 float32 inputs is 10 MiB).
+#: the largest value every glibc accepts; a chunk of 4,096 float32 inputs is 20 MiB).
 MMAP_THRESHOLD = 32 << 20
 #: Free memory at the top of the heap is returned to the OS only beyond this.
 TRIM_THRESHOLD = 1 << 30
