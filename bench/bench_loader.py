@@ -20,7 +20,8 @@ import torch
 from common import bench_shards
 
 from train.curriculum import load_curriculum
-from train.loader import BatchLoader, LoaderConfig
+from train.expand import expand
+from train.loader import BatchLoader, LoaderConfig, columns_of
 
 
 def measure(shards, workers: int, batch_size: int, device_ready: bool, seconds: float) -> float:
@@ -33,6 +34,21 @@ def measure(shards, workers: int, batch_size: int, device_ready: bool, seconds: 
     while time.perf_counter() - t0 < seconds:
         for batch in itertools.islice(it, 20):
             n += len(batch[1]) if device_ready else len(batch[1]["planes"])
+    return n / (time.perf_counter() - t0)
+
+
+def expand_alone(shards, seconds: float) -> float:
+    """Positions/s of train.expand.expand on one chunk held in memory (no loading)."""
+    loader = BatchLoader(shards, load_curriculum("stockfish"), steps=100_000, batch_size=1024,
+                         seed=0, cfg=LoaderConfig(workers=0))
+    _, _, rows = next(loader.chunks())
+    batch = columns_of(rows)
+    for _ in range(10):
+        expand(batch)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        expand(batch)
+        n += len(rows)
     return n / (time.perf_counter() - t0)
 
 
@@ -54,6 +70,9 @@ def main() -> None:
                 ready = measure(shards, workers, batch_size, True, args.seconds)
                 print(f"{workers:>7} {batch_size:>6} {threads:>7} {compact:>14,.0f} "
                       f"{ready:>19,.0f}")
+    torch.set_num_threads(1)
+    print(f"expand alone (one chunk in memory, 1 thread): {expand_alone(shards, args.seconds):,.0f}"
+          " positions/s")
     print("target: >= 1,000,000 device-ready positions/s")
 
 

@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -252,3 +253,17 @@ def test_each_stream_is_read_in_order_without_gaps(shards):
         np.testing.assert_array_equal(batch["planes"].numpy(),
                                       columns_of(torch.from_numpy(want))["planes"].numpy())
         cursor += counts
+
+
+def test_device_batches_through_the_worker_ring_match_in_process(shards):
+    """Workers hand chunks over in shared-memory slots that they refill later: a slow
+    consumer still gets exactly the in-process batches."""
+    want = list(itertools.islice(make(shards, chunk_positions=96 * 2).device_batches("cpu"), 24))
+    loader = make(shards, workers=2, chunk_positions=96 * 2)
+    got = []
+    for step, x, targets in itertools.islice(loader.device_batches("cpu"), 24):
+        time.sleep(0.01)  # the workers fill every slot they may while we wait
+        got.append((step, x, targets))
+    for (k, x, t), (k2, x2, t2) in zip(want, got, strict=True):
+        assert k == k2 and torch.equal(x, x2)
+        assert all(torch.equal(t[name], t2[name]) for name in t)

@@ -27,7 +27,8 @@ Design (see DESIGN.md on why webdataset's own shuffling cannot resume exactly):
   at least one batch) as one array of fixed-size rows (``to_rows``: every compact
   column at a fixed byte offset, uint64 bitboards as int64 bit patterns).
   DataLoader worker w of n makes chunks w, w + n, ...; PyTorch hands them to the
-  main process in order. Shards are read with webdataset and decoded with the
+  main process in order. A worker writes its chunks into a ring of shared-memory
+  slots and only the slot number crosses the pipe. Shards are read with webdataset and decoded with the
   schema module. A chunk crosses to the device in one copy and is expanded there
   in one go (train.expand): the per-batch costs of the pipe, the copy and the
   expansion's small kernels are paid once per chunk, and the batches the trainer
@@ -309,13 +310,17 @@ class CurriculumBatches(torch.utils.data.IterableDataset):
     A chunk is `chunk_steps` consecutive batches as one array of rows (`to_rows`), the
     unit a worker ships and the device expands; worker w of W makes chunks w, w + W, ...
     Each batch is rows [rows[0], rows[1]) of the global batch of `batch_size` records
-    (all of it by default)."""
+    (all of it by default). Items are (first step, steps, rows), or with a `ring` (a
+    shared-memory tensor of `slots` chunks per worker) (first step, steps, slot): the
+    rows are written into ``ring[slot]`` and only the slot number crosses the pipe."""
 
     def __init__(self, shards: list[ShardInfo], curriculum: Curriculum, steps: int,
                  batch_size: int, seed: int, start: int = 0,
                  rows: tuple[int, int] | None = None, chunk_steps: int = 1,
-                 window_shards: int = 4, cache_records: int = 2_000_000):
+                 window_shards: int = 4, cache_records: int = 2_000_000,
+                 ring: torch.Tensor | None = None, slots: int = 0):
         super().__init__()
+        self.ring, self.slots = ring, slots
         self.shards, self.curriculum, self.steps = shards, curriculum, steps
         self.batch_size, self.seed, self.start = batch_size, seed, start
         self.rows = rows or (0, batch_size)
@@ -335,6 +340,7 @@ class CurriculumBatches(torch.utils.data.IterableDataset):
         reader = self.reader()
         cursor = np.zeros(len(STREAMS.names), dtype=np.int64)  # records used per stream
         pending: list[np.ndarray] = []
+        made = 0  # chunks this worker has made
         for step, counts in self.schedule(reader).counts(self.batch_size):
             if step < self.start:
                 cursor += counts
@@ -344,13 +350,18 @@ class CurriculumBatches(torch.utils.data.IterableDataset):
                 continue
             chunk_counts, pending = np.stack(pending), []
             if (step - self.start) // self.chunk_steps % nw == wid:
-                # one numpy array, not a torch tensor: a pickled array crosses the
-                # worker pipe faster than torch's shared-memory tensors at these sizes
                 first = step + 1 - self.chunk_steps
-                yield first, self.chunk_steps, self._chunk(reader, cursor, chunk_counts)
+                if self.ring is None:
+                    yield first, self.chunk_steps, self._chunk(reader, cursor, chunk_counts)
+                else:
+                    slot = wid * self.slots + made % self.slots
+                    self._chunk(reader, cursor, chunk_counts, out=self.ring[slot].numpy())
+                    yield first, self.chunk_steps, slot
+                made += 1
             cursor += chunk_counts.sum(axis=0)
 
-    def _chunk(self, reader: StreamReader, cursor: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    def _chunk(self, reader: StreamReader, cursor: np.ndarray, counts: np.ndarray,
+               out: np.ndarray | None = None) -> np.ndarray:
         """Our rows of the global batches whose per-stream counts are `counts` (steps x
         streams), the streams' records starting at `cursor`. A global batch is the
         streams' records one after another (STREAMS order); each stream's records for the
@@ -370,7 +381,8 @@ class CurriculumBatches(torch.utils.data.IterableDataset):
             pieces += reader.take(int(s), int(cursor[s]) + lo, hi - lo)
             base[s] = taken - lo
             taken += hi - lo
-        return np.concatenate(pieces)[(base[stream] + local).reshape(-1)]
+        return np.take(np.concatenate(pieces), (base[stream] + local).reshape(-1), axis=0,
+                       out=out)
 
 
 @dataclass(kw_only=True)
@@ -456,7 +468,9 @@ class BatchLoader:
     def chunks(self):
         """(first step, number of steps, rows) from the current step on: each chunk is
         that many consecutive batches of `batch_size` rows (`to_rows` layout), as one
-        CPU uint8 tensor. Does not move the state: the per-batch iterators do."""
+        CPU uint8 tensor. With workers, the rows are a slot of shared memory that a
+        worker refills later: use or copy them before asking for the next chunk but one.
+        Does not move the state: the per-batch iterators do."""
         first = self.rank * self.batch_size
         dataset = CurriculumBatches(self.shards, self.curriculum, self.steps,
                                     self.global_batch_size, self.seed, start=self.step,
@@ -467,7 +481,17 @@ class BatchLoader:
         workers = self.cfg.workers
         if self.cfg.retain_freed_memory:
             retain_freed_memory()
+        ring = None
         if workers:
+            # Chunks cross from the workers through a ring of shared-memory slots, only
+            # slot numbers through the pipe (a 1 MB chunk took 1.5-1.9 ms to receive
+            # through it). A worker reuses a slot `slots` chunks later; it can be at most
+            # `prefetch` chunks ahead of what this process has received, so the chunk
+            # received last and the one before it are never overwritten.
+            slots = self.cfg.prefetch + 2
+            shape = (workers * slots, self.chunk_steps * self.batch_size, ROW_BYTES)
+            ring = dataset.ring = torch.empty(shape, dtype=torch.uint8).share_memory_()
+            dataset.slots = slots
             source = torch.utils.data.DataLoader(
                 dataset, batch_size=None, num_workers=workers, collate_fn=_keep_numpy,
                 worker_init_fn=_init_worker if self.cfg.retain_freed_memory else None,
@@ -478,11 +502,12 @@ class BatchLoader:
         for start, n, rows in source:
             assert start == expected, f"loader out of order: got step {start}, not {expected}"
             expected += n
-            yield start, n, torch.from_numpy(rows)
+            yield start, n, torch.from_numpy(rows) if ring is None else ring[rows]
 
     def __iter__(self):
         """(step, compact batch) from the current step on (CPU views of the chunk rows)."""
         for start, n, rows in self.chunks():
+            rows = rows.clone() if self.cfg.workers else rows  # the caller may keep batches
             columns = {k: v.split(self.batch_size) for k, v in columns_of(rows).items()}
             for i in range(n):
                 self.step = start + i + 1
