@@ -28,11 +28,11 @@ Design (see DESIGN.md on why webdataset's own shuffling cannot resume exactly):
   column at a fixed byte offset, uint64 bitboards as int64 bit patterns).
   DataLoader worker w of n makes chunks w, w + n, ...; PyTorch hands them to the
   main process in order. A worker writes its chunks into a ring of shared-memory
-  slots and only the slot number crosses the pipe. Shards are read with webdataset and decoded with the
-  schema module. A chunk crosses to the device in one copy and is expanded there
-  in one go (train.expand): the per-batch costs of the pipe, the copy and the
-  expansion's small kernels are paid once per chunk, and the batches the trainer
-  gets are views of it. Chunks do not change what batch k is, so resuming at any
+  slots and only the slot number crosses the pipe. Shards are read with
+  webdataset and decoded with the schema module. A chunk crosses to the device in
+  one copy and is expanded there in one go (train.expand): the per-batch costs of
+  the hand-over, the copy and the expansion's small kernels are paid once per
+  chunk, and the batches the trainer gets are views of it. Chunks do not change what batch k is, so resuming at any
   step still gives exactly the batches of the uninterrupted run.
 * A shard that cannot be read (corrupt, truncated, wrong version) is reported by
   name once, counted, and left out of its window; a manifest that names missing
