@@ -481,3 +481,13 @@ def test_expand_is_expand_inputs_and_expand_targets(batch):
                                   policy_from_teacher=policy_from_teacher),
         )
         assert_same_expansion(got, want)
+
+
+def test_overlapped_expand_is_the_same(batch):
+    """Targets made in the second thread are those of the sequential expansion."""
+    for teacher_mix, policy_from_teacher in ((0.0, False), (0.3, True)):
+        kwargs = dict(teacher_mix=teacher_mix, policy_from_teacher=policy_from_teacher)
+        assert_same_expansion(expand.expand(batch, overlap=True, **kwargs),
+                              expand.expand(batch, **kwargs))
+    with pytest.raises(ValueError, match="'labels'"):  # errors are raised in the caller
+        expand.expand({k: v for k, v in batch.items() if k != "labels"}, overlap=True)

@@ -213,9 +213,12 @@ def test_chunking_does_not_change_the_batches(shards, workers):
     assert same(one[6:], batches(loader, 19))
 
 
-def test_device_batches_are_the_expanded_batches(shards):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_device_batches_are_the_expanded_batches(shards, overlap):
     compact = batches(make(shards), 12)
-    loader = make(shards, chunk_positions=96 * 5)
+    loader = BatchLoader(shards, load_curriculum("stockfish"), steps=1000, batch_size=96, seed=7,
+                         cfg=LoaderConfig(workers=0, chunk_positions=96 * 5,
+                                          expand_overlap=overlap))
     got = list(itertools.islice(loader.device_batches("cpu", teacher_mix=0.3), 12))
     assert loader.state_dict()["step"] == 12
     for (step, batch), (k, x, targets) in zip(compact, got, strict=True):

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -401,6 +402,10 @@ class LoaderConfig:
     cache_records: int = 2_000_000
     """Decoded records each worker keeps in memory (about 280 bytes each). Data that fits
     is decoded once; beyond it, a shard may be decoded once per stream that visits it."""
+    expand_overlap: bool | None = None
+    """On a CPU device, make the targets in a second thread while the inputs are made
+    (train.expand.expand's ``overlap``). None: when a core is left beyond the workers
+    and the training process (on 2 cores, with 0 workers only)."""
     retain_freed_memory: bool = True
     """Linux: keep memory freed by the loading and training processes for reuse instead
     of returning it to the OS (train.malloc): fresh pages for every chunk cost more
@@ -513,6 +518,11 @@ class BatchLoader:
                 self.step = start + i + 1
                 yield start + i, {k: v[i] for k, v in columns.items()}
 
+    def _overlap(self) -> bool:
+        if self.cfg.expand_overlap is not None:
+            return self.cfg.expand_overlap
+        return (os.cpu_count() or 1) - self.cfg.workers >= 2
+
     def device_batches(self, device: torch.device | str, dtype: torch.dtype = torch.float32,
                        *, teacher_mix: float = 0.0, policy_from_teacher: bool = False):
         """(step, x, targets) from the current step on: `train.expand.expand` of each batch,
@@ -524,7 +534,8 @@ class BatchLoader:
                 rows = rows.pin_memory()
             rows = rows.to(device, non_blocking=True)
             x, targets = expand(columns_of(rows), dtype, teacher_mix=teacher_mix,
-                                policy_from_teacher=policy_from_teacher)
+                                policy_from_teacher=policy_from_teacher,
+                                overlap=self._overlap())
             xs = x.split(self.batch_size)
             parts = {k: v.split(self.batch_size) for k, v in targets.items()}
             for i in range(n):
