@@ -86,6 +86,7 @@ bytes than float32, and :mod:`train.losses` casts them where it needs floats.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -296,15 +297,10 @@ def _build_tables(device: torch.device) -> _Tables:
     )
 
 
-_TABLES: dict[torch.device, _Tables] = {}
-
-
+@functools.cache
 def _tables(device: torch.device) -> _Tables:
     """The expansion's constant tensors on ``device``, built on first use."""
-    tables = _TABLES.get(device)
-    if tables is None:
-        tables = _TABLES[device] = _build_tables(device)
-    return tables
+    return _build_tables(device)
 
 
 def _byte_index(words: torch.Tensor) -> torch.Tensor:
@@ -359,13 +355,9 @@ def expand_inputs(batch: dict, dtype: torch.dtype = torch.float32) -> torch.Tens
     return _inputs(batch, _tables(batch["planes"].device), dtype)
 
 
-_OVERLAP: list[ThreadPoolExecutor] = []
-
-
+@functools.cache
 def _overlap_pool() -> ThreadPoolExecutor:
-    if not _OVERLAP:
-        _OVERLAP.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="expand"))
-    return _OVERLAP[0]
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="expand")
 
 
 def expand(batch: dict, dtype: torch.dtype = torch.float32, *, teacher_mix: float = 0.0,

@@ -32,8 +32,9 @@ Design (see DESIGN.md on why webdataset's own shuffling cannot resume exactly):
   webdataset and decoded with the schema module. A chunk crosses to the device in
   one copy and is expanded there in one go (train.expand): the per-batch costs of
   the hand-over, the copy and the expansion's small kernels are paid once per
-  chunk, and the batches the trainer gets are views of it. Chunks do not change what batch k is, so resuming at any
-  step still gives exactly the batches of the uninterrupted run.
+  chunk, and the batches the trainer gets are views of it. Chunks do not change
+  what batch k is, so resuming at any step still gives exactly the batches of the
+  uninterrupted run.
 * A shard that cannot be read (corrupt, truncated, wrong version) is reported by
   name once, counted, and left out of its window; a manifest that names missing
   files is an error at start-up.
@@ -321,12 +322,12 @@ class CurriculumBatches(torch.utils.data.IterableDataset):
                  window_shards: int = 4, cache_records: int = 2_000_000,
                  ring: torch.Tensor | None = None, slots: int = 0):
         super().__init__()
-        self.ring, self.slots = ring, slots
         self.shards, self.curriculum, self.steps = shards, curriculum, steps
         self.batch_size, self.seed, self.start = batch_size, seed, start
         self.rows = rows or (0, batch_size)
         self.chunk_steps = chunk_steps
         self.window_shards, self.cache_records = window_shards, cache_records
+        self.ring, self.slots = ring, slots
 
     def reader(self) -> StreamReader:
         return StreamReader(self.shards, self.seed, self.window_shards,
@@ -421,7 +422,7 @@ class LoaderConfig:
             raise ValueError(f"loader.workers must be >= 0, got {self.workers!r}")
 
 
-def _keep_numpy(chunk):
+def _as_is(chunk):  # DataLoader's collate_fn: chunks are made whole by the dataset
     return chunk
 
 
@@ -478,17 +479,10 @@ class BatchLoader:
         CPU uint8 tensor. With workers, the rows are a slot of shared memory that a
         worker refills later: use or copy them before asking for the next chunk but one.
         Does not move the state: the per-batch iterators do."""
-        first = self.rank * self.batch_size
-        dataset = CurriculumBatches(self.shards, self.curriculum, self.steps,
-                                    self.global_batch_size, self.seed, start=self.step,
-                                    rows=(first, first + self.batch_size),
-                                    chunk_steps=self.chunk_steps,
-                                    window_shards=self.cfg.window_shards,
-                                    cache_records=self.cfg.cache_records)
         workers = self.cfg.workers
         if self.cfg.retain_freed_memory:
             retain_freed_memory()
-        ring = None
+        ring, slots = None, 0
         if workers:
             # Chunks cross from the workers through a ring of shared-memory slots, only
             # slot numbers through the pipe (a 1 MB chunk took 1.5-1.9 ms to receive
@@ -497,10 +491,18 @@ class BatchLoader:
             # received last and the one before it are never overwritten.
             slots = self.cfg.prefetch + 2
             shape = (workers * slots, self.chunk_steps * self.batch_size, ROW_BYTES)
-            ring = dataset.ring = torch.empty(shape, dtype=torch.uint8).share_memory_()
-            dataset.slots = slots
+            ring = torch.empty(shape, dtype=torch.uint8).share_memory_()
+        first = self.rank * self.batch_size
+        dataset = CurriculumBatches(self.shards, self.curriculum, self.steps,
+                                    self.global_batch_size, self.seed, start=self.step,
+                                    rows=(first, first + self.batch_size),
+                                    chunk_steps=self.chunk_steps,
+                                    window_shards=self.cfg.window_shards,
+                                    cache_records=self.cfg.cache_records,
+                                    ring=ring, slots=slots)
+        if workers:
             source = torch.utils.data.DataLoader(
-                dataset, batch_size=None, num_workers=workers, collate_fn=_keep_numpy,
+                dataset, batch_size=None, num_workers=workers, collate_fn=_as_is,
                 worker_init_fn=_init_worker if self.cfg.retain_freed_memory else None,
                 prefetch_factor=self.cfg.prefetch, multiprocessing_context="spawn")
         else:
@@ -531,13 +533,14 @@ class BatchLoader:
         run on `device` once per chunk (one host-to-device copy of the compact rows, pinned
         for CUDA); x and the targets are views into the chunk's tensors."""
         device = torch.device(device)
+        overlap = self._overlap()
         for start, n, rows in self.chunks():
             if device.type == "cuda":
                 rows = rows.pin_memory()
             rows = rows.to(device, non_blocking=True)
             x, targets = expand(columns_of(rows), dtype, teacher_mix=teacher_mix,
                                 policy_from_teacher=policy_from_teacher,
-                                overlap=self._overlap())
+                                overlap=overlap)
             xs = x.split(self.batch_size)
             parts = {k: v.split(self.batch_size) for k, v in targets.items()}
             for i in range(n):
