@@ -126,6 +126,44 @@ def test_seed_phase_lengths():
     assert phase_lengths(load_curriculum("stockfish"), 100_000) == [39_286, 21_429, 39_285]
 
 
+def reference_counts(schedule: Schedule, batch_size: int, steps: int) -> np.ndarray:
+    """Largest-remainder rounding with the carry, one step at a time in numpy (what the
+    numba kernel behind Schedule.blocks must reproduce exactly)."""
+    carry = np.zeros(schedule.shares.shape[1])
+    out = np.zeros((steps, schedule.shares.shape[1]), dtype=np.int64)
+    for step in range(steps):
+        quota = schedule.shares[schedule.phase_at(step)] * batch_size + carry
+        counts = np.maximum(np.floor(quota + 1e-9), 0).astype(np.int64)
+        short = batch_size - int(counts.sum())
+        if short > 0:
+            order = np.argsort(-(quota - counts), kind="stable")
+            counts[order[:short]] += 1
+        carry = quota - counts
+        out[step] = counts
+    return out
+
+
+@pytest.mark.parametrize("name", ["stockfish", "uniform"])
+def test_schedule_counts_match_step_by_step_rounding(name):
+    """The counts of every step, whatever the block size and the first step, are those of
+    the step-by-step rounding, across the phase boundaries of a 12,000-step run."""
+    rng = np.random.default_rng(3)
+    for available in (np.ones(10, dtype=bool), rng.random(10) < 0.7):
+        if not available.any():
+            continue
+        schedule = Schedule(load_curriculum(name), 12_000, available)
+        for batch_size in (7, 96, 1024):
+            want = reference_counts(schedule, batch_size, 12_000)
+            assert (want.sum(axis=1) == batch_size).all()
+            got = np.array([c for _, c in itertools.islice(schedule.counts(batch_size), 12_000)])
+            np.testing.assert_array_equal(got, want)
+            for size, first in ((42, 0), (5, 4_001), (1000, 5_000), (3, 11_990)):
+                blocks = schedule.blocks(batch_size, size, first)
+                for step, counts, before in itertools.islice(blocks, (12_000 - first) // size):
+                    np.testing.assert_array_equal(counts, want[step : step + size])
+                    np.testing.assert_array_equal(before, want[:step].sum(axis=0))
+
+
 def test_missing_teacher_records_fall_back_with_warning():
     available = np.ones(10, dtype=bool)
     available[0::2] = False  # no teacher-annotated records at all

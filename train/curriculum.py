@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from dataengine import schema
 from dataengine.config import ConfigError, load_section
@@ -155,21 +156,61 @@ class Schedule:
         return self.curriculum.phases[self.phase_at(step)].name
 
     def counts(self, batch_size: int, first: int = 0):
-        """Yield (step, counts per stream) for steps first, first+1, ...; the rounding carry
-        is replayed from step 0, so any step's counts are the same however it is reached."""
+        """Yield (step, counts per stream) for steps first, first+1, ... (see `blocks`)."""
+        for step, counts, _ in self.blocks(batch_size, 256, first):
+            for i, row in enumerate(counts):
+                yield step + i, row
+
+    def blocks(self, batch_size: int, size: int, first: int = 0):
+        """Yield (step, counts, before) for the blocks of `size` steps from `first` on:
+        `counts` (size, streams) is the records each stream gives to steps step ..
+        step + size - 1, `before` (streams,) what it gave to all the steps before.
+
+        The rounding carry is replayed from step 0, so any step's counts are the same
+        however it is reached, and whatever the block size."""
         carry = np.zeros(len(STREAMS.names))
+        before = np.zeros(len(STREAMS.names), dtype=np.int64)
         step = 0
+        while step < first:
+            n = min(first - step, 1 << 16)
+            before += self._round(step, n, batch_size, carry).sum(axis=0)
+            step += n
         while True:
-            quota = self.shares[self.phase_at(step)] * batch_size + carry
-            counts = np.maximum(np.floor(quota + 1e-9), 0).astype(np.int64)
-            short = batch_size - int(counts.sum())
-            if short > 0:  # the largest remainders get the missing records
-                order = np.argsort(-(quota - counts), kind="stable")
-                counts[order[:short]] += 1
-            carry = quota - counts
-            if step >= first:
-                yield step, counts
-            step += 1
+            counts = self._round(step, size, batch_size, carry)
+            yield step, counts, before.copy()
+            before += counts.sum(axis=0)
+            step += size
+
+    def _round(self, step: int, n: int, batch_size: int, carry: np.ndarray) -> np.ndarray:
+        phases = np.searchsorted(self.bounds, np.arange(step, step + n), side="right")
+        phases = np.minimum(phases, len(self.curriculum.phases) - 1)
+        return _round_counts(self.shares[phases], batch_size, carry)
+
+
+@njit(cache=True)
+def _round_counts(shares: np.ndarray, batch_size: int, carry: np.ndarray) -> np.ndarray:
+    """Counts (steps, streams) of consecutive batches of `batch_size` records with the
+    per-step stream `shares`: each step's quota is its shares times the batch size plus
+    the `carry` (updated in place) of the steps before; the counts are the quotas
+    rounded down, and the records still missing go to the largest remainders (ties to
+    the first stream)."""
+    steps, streams = shares.shape
+    counts = np.zeros((steps, streams), dtype=np.int64)
+    quota = np.empty(streams)
+    for i in range(steps):
+        total = 0
+        for j in range(streams):
+            quota[j] = shares[i, j] * batch_size + carry[j]
+            counts[i, j] = max(np.int64(np.floor(quota[j] + 1e-9)), 0)
+            total += counts[i, j]
+        short = batch_size - total
+        if short > 0:
+            order = np.argsort(-(quota - counts[i]), kind="mergesort")  # stable
+            for j in order[:short]:
+                counts[i, j] += 1
+        for j in range(streams):
+            carry[j] = quota[j] - counts[i, j]
+    return counts
 
 
 def phase_lengths(curriculum: Curriculum, steps: int) -> list[int]:

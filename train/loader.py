@@ -340,27 +340,18 @@ class CurriculumBatches(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         reader = self.reader()
-        cursor = np.zeros(len(STREAMS.names), dtype=np.int64)  # records used per stream
-        pending: list[np.ndarray] = []
+        blocks = self.schedule(reader).blocks(self.batch_size, self.chunk_steps, self.start)
         made = 0  # chunks this worker has made
-        for step, counts in self.schedule(reader).counts(self.batch_size):
-            if step < self.start:
-                cursor += counts
+        for index, (first, counts, cursor) in enumerate(blocks):
+            if index % nw != wid:
                 continue
-            pending.append(counts)
-            if len(pending) < self.chunk_steps:
-                continue
-            chunk_counts, pending = np.stack(pending), []
-            if (step - self.start) // self.chunk_steps % nw == wid:
-                first = step + 1 - self.chunk_steps
-                if self.ring is None:
-                    yield first, self.chunk_steps, self._chunk(reader, cursor, chunk_counts)
-                else:
-                    slot = wid * self.slots + made % self.slots
-                    self._chunk(reader, cursor, chunk_counts, out=self.ring[slot].numpy())
-                    yield first, self.chunk_steps, slot
-                made += 1
-            cursor += chunk_counts.sum(axis=0)
+            if self.ring is None:
+                yield first, self.chunk_steps, self._chunk(reader, cursor, counts)
+            else:
+                slot = wid * self.slots + made % self.slots
+                self._chunk(reader, cursor, counts, out=self.ring[slot].numpy())
+                yield first, self.chunk_steps, slot
+            made += 1
 
     def _chunk(self, reader: StreamReader, cursor: np.ndarray, counts: np.ndarray,
                out: np.ndarray | None = None) -> np.ndarray:
