@@ -230,7 +230,10 @@ class StreamReader:
             self._epochs[key] = (windows, ends)
         return self._epochs[key]
 
-    def _window(self, stream: int, epoch: int, w: int) -> np.ndarray | None:
+    def _window(self, stream: int, epoch: int, w: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """A window's records of a stream and their shuffled order (cached): record j of
+        the window is ``records[order[j]]``. The order is applied as records are taken,
+        so a process copies only the records it uses (a worker uses 1 / workers of them)."""
         key = (stream, epoch, w)
         if key in self.cache:
             self.cache.move_to_end(key)
@@ -241,15 +244,15 @@ class StreamReader:
             by_stream = self._read(self.shards[i].path)
             if by_stream is not None and stream in by_stream:
                 parts.append(by_stream[stream])
-        records = None
+        window = None
         if parts:
             records = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            perm = _rng(self.seed, _RNG_SLOT, stream, epoch, w, 1).permutation(len(records))
-            records = records[perm]
-        self.cache[key] = records
+            order = _rng(self.seed, _RNG_SLOT, stream, epoch, w, 1).permutation(len(records))
+            window = (records, order)
+        self.cache[key] = window
         if len(self.cache) > self.cache_windows:
             self.cache.popitem(last=False)
-        return records
+        return window
 
     def _read(self, path: str) -> dict[int, np.ndarray] | None:
         """A shard's records as rows (`to_rows`) split by stream (cached), None for a bad
@@ -285,17 +288,16 @@ class StreamReader:
             windows, ends = self._epoch(stream, epoch)
             w = int(np.searchsorted(ends, offset, side="right"))
             begin = int(ends[w - 1]) if w else 0
-            records = self._window(stream, epoch, w)
+            window = self._window(stream, epoch, w)
             planned = int(ends[w]) - begin
             k = min(left, planned - (offset - begin))
-            have = len(records) if records is not None else 0
-            if have:
+            if window is not None and len(window[1]):
+                records, order = window
                 a = offset - begin
-                if a + k <= have:
-                    pieces.append(records[a : a + k])
+                if a + k <= len(order):
+                    pieces.append(records[order[a : a + k]])
                 else:  # a shard missing from the window: wrap around what is left of it
-                    idx = np.arange(a, a + k) % have
-                    pieces.append(records[idx])
+                    pieces.append(records[order[np.arange(a, a + k) % len(order)]])
                 left -= k
             else:
                 guard += 1
