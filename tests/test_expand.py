@@ -269,8 +269,18 @@ def test_check_batch_names_the_bad_column(batch):
         expand.expand_targets(bad)
 
 
-def test_inputs_match_python_chess(boards, batch):
-    x = expand.expand_inputs(batch)
+def inputs(batch: dict, fused: bool) -> torch.Tensor:
+    """The input planes by the tensor ops (expand_inputs) or the fused CPU kernel."""
+    return expand.expand(batch, fused=True)[0] if fused else expand.expand_inputs(batch)
+
+
+def targets_of(batch: dict, fused: bool) -> dict:
+    return expand.expand(batch, fused=True)[1] if fused else expand.expand_targets(batch)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_inputs_match_python_chess(boards, batch, fused):
+    x = inputs(batch, fused)
     assert x.shape == (len(boards), expand.N_INPUT_PLANES, 8, 8) and x.dtype == torch.float32
     want = np.stack([expected_inputs(b) for b in boards])
     for i, board in enumerate(boards):
@@ -279,9 +289,10 @@ def test_inputs_match_python_chess(boards, batch):
             pytest.fail(f"planes {diff} differ for {board.fen()!r}")
 
 
-def test_hand_picked_planes(boards, batch):
+@pytest.mark.parametrize("fused", [False, True])
+def test_hand_picked_planes(boards, batch, fused):
     """Spot checks of the plane table itself, on the hand-picked positions."""
-    x = expand.expand_inputs(batch)
+    x = inputs(batch, fused)
     index = {fen: i for i, fen in enumerate(HAND_PICKED)}
     start = x[index[HAND_PICKED[0]]]
     assert start[9, 7, 7] == 1 and start[9, 7, 0] == 1  # their rooks on h8 and a8
@@ -316,8 +327,9 @@ def test_inputs_dtype_and_device_follow_the_batch(batch):
     assert torch.allclose(x16.float(), x32, atol=1 / 128)
 
 
-def test_ssl_targets_match_reference(boards, batch):
-    targets = expand.expand_targets(batch)
+@pytest.mark.parametrize("fused", [False, True])
+def test_ssl_targets_match_reference(boards, batch, fused):
+    targets = targets_of(batch, fused)
     b = len(boards)
     shapes = {
         "piece": ((b, 64), torch.int64),
@@ -392,6 +404,8 @@ def test_empty_batch(block):
     empty = expand.from_numpy(schema.take(block, slice(0, 0)))
     assert expand.expand_inputs(empty).shape == (0, 19, 8, 8)
     assert expand.expand_targets(empty)["piece"].shape == (0, 64)
+    x, targets = expand.expand(empty, fused=True)
+    assert x.shape == (0, 19, 8, 8) and targets["piece"].shape == (0, 64)
 
 
 # --- row-packed batches and the combined expansion ---------------------------------
@@ -483,11 +497,55 @@ def test_expand_is_expand_inputs_and_expand_targets(batch):
         assert_same_expansion(got, want)
 
 
-def test_overlapped_expand_is_the_same(batch):
-    """Targets made in the second thread are those of the sequential expansion."""
-    for teacher_mix, policy_from_teacher in ((0.0, False), (0.3, True)):
+def test_fused_expansion_is_the_tensor_expansion(batch):
+    """The numba CPU kernel gives the tensor ops' results bit for bit, on contiguous and
+    row-packed batches, in both float dtypes it writes."""
+    packed = packed_batch(batch)
+    for dtype, teacher_mix, policy_from_teacher in (
+        (torch.float32, 0.0, False),
+        (torch.float32, 0.3, True),
+        (torch.float64, 1.0, False),
+    ):
         kwargs = dict(teacher_mix=teacher_mix, policy_from_teacher=policy_from_teacher)
-        assert_same_expansion(expand.expand(batch, overlap=True, **kwargs),
-                              expand.expand(batch, **kwargs))
-    with pytest.raises(ValueError, match="'labels'"):  # errors are raised in the caller
-        expand.expand({k: v for k, v in batch.items() if k != "labels"}, overlap=True)
+        want = expand.expand(batch, dtype, fused=False, **kwargs)
+        assert_same_expansion(expand.expand(batch, dtype, fused=True, **kwargs), want)
+        assert_same_expansion(expand.expand(packed, dtype, fused=True, **kwargs), want)
+    # the default on a CPU batch is the kernel, for float32 and float64 only
+    assert_same_expansion(expand.expand(batch), expand.expand(batch, fused=True))
+    with pytest.raises(ValueError, match="fused expansion needs"):
+        expand.expand(batch, torch.bfloat16, fused=True)
+
+
+def test_fused_expansion_of_arbitrary_bits():
+    """Any bits at all (overlapping pieces, every castling byte, every ep_file, clocks
+    outside 0..100) expand the same way by both paths: the kernel repeats the tensor ops'
+    arithmetic, not just their results on valid positions."""
+    gen = torch.Generator().manual_seed(5)
+    n = 20_000
+    batch = expand.from_numpy(schema.empty_columns(n))
+
+    def bits(*shape):
+        return torch.randint(-(2**63), 2**63 - 1, shape, dtype=torch.int64, generator=gen)
+
+    # sparse and dense masks, so that piece-plane sums both do and do not carry
+    batch["planes"] = bits(n, 12) & bits(n, 12) & bits(n, 12)
+    batch["planes"][: n // 2] = bits(n // 2, 12)
+    batch["labels"] = bits(n, 20)
+    batch["castling"] = torch.arange(n, dtype=torch.int64).remainder(256).to(torch.uint8)
+    batch["ep_file"] = torch.arange(n).remainder(256).sub(128).to(torch.int8)
+    batch["halfmove"] = torch.randint(-300, 70_000, (n,), dtype=torch.int32, generator=gen)
+    for dtype in (torch.float32, torch.float64):
+        assert_same_expansion(expand.expand(batch, dtype, fused=True),
+                              expand.expand(batch, dtype, fused=False))
+
+
+def test_expand_async_is_expand(batch):
+    """The kernel in the background thread gives what expand gives; a bad batch is an
+    error in the caller, before anything starts."""
+    kwargs = dict(teacher_mix=0.3, policy_from_teacher=True)
+    pending = [expand.expand_async(batch, **kwargs) for _ in range(3)]  # queued in order
+    for job in pending:
+        assert_same_expansion(job.result(), expand.expand(batch, **kwargs))
+        assert_same_expansion(job.result(), expand.expand(batch, **kwargs))  # again: the same
+    with pytest.raises(ValueError, match="'labels'"):
+        expand.expand_async({k: v for k, v in batch.items() if k != "labels"})

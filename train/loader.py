@@ -55,7 +55,7 @@ import webdataset as wds
 
 from dataengine import schema
 from train.curriculum import STREAMS, Curriculum, Schedule
-from train.expand import expand
+from train.expand import expand_async
 from train.malloc import retain_freed_memory
 
 log = logging.getLogger(__name__)
@@ -399,9 +399,9 @@ class LoaderConfig:
     """Decoded records each worker keeps in memory (about 280 bytes each). Data that fits
     is decoded once; beyond it, a shard may be decoded once per stream that visits it."""
     expand_overlap: bool | None = None
-    """On a CPU device, make the targets in a second thread while the inputs are made
-    (train.expand.expand's ``overlap``). None: when a core is left beyond the workers
-    and the training process (on 2 cores, with 0 workers only)."""
+    """On a CPU device, expand each chunk in a second thread while the training process
+    reads the next one and hands out batches. None: when a core is left beyond the
+    workers and the training process (on 2 cores, with 0 workers only)."""
     retain_freed_memory: bool = True
     """Linux: keep memory freed by the loading and training processes for reuse instead
     of returning it to the OS (train.malloc): fresh pages for every chunk cost more
@@ -524,18 +524,33 @@ class BatchLoader:
                        *, teacher_mix: float = 0.0, policy_from_teacher: bool = False):
         """(step, x, targets) from the current step on: `train.expand.expand` of each batch,
         run on `device` once per chunk (one host-to-device copy of the compact rows, pinned
-        for CUDA); x and the targets are views into the chunk's tensors."""
+        for CUDA); x and the targets are views into the chunk's tensors.
+
+        On a CPU device with ``expand_overlap``, the expansion of a chunk runs in a second
+        thread (`train.expand.expand_async`) while this one reads the next chunk and hands
+        out the batches of the one before."""
         device = torch.device(device)
-        overlap = self._overlap()
+        background = device.type == "cpu" and self._overlap()
+        pending = None
         for start, n, rows in self.chunks():
             if device.type == "cuda":
                 rows = rows.pin_memory()
-            rows = rows.to(device, non_blocking=True)
-            x, targets = expand(columns_of(rows), dtype, teacher_mix=teacher_mix,
-                                policy_from_teacher=policy_from_teacher,
-                                overlap=overlap)
-            xs = x.split(self.batch_size)
-            parts = {k: v.split(self.batch_size) for k, v in targets.items()}
-            for i in range(n):
-                self.step = start + i + 1
-                yield start + i, xs[i], {k: v[i] for k, v in parts.items()}
+            rows = rows.to(device, non_blocking=device.type == "cuda")  # from pinned memory
+            # with workers, the rows are a ring slot that stays ours until the chunk
+            # after next is asked for: the background expansion is done by then
+            job = (start, n, expand_async(columns_of(rows), dtype, teacher_mix=teacher_mix,
+                                          policy_from_teacher=policy_from_teacher,
+                                          background=background))
+            if pending is not None:
+                yield from self._batches(*pending)
+            pending = job
+        if pending is not None:  # chunks() is endless; for a source that ends
+            yield from self._batches(*pending)
+
+    def _batches(self, start: int, n: int, expansion):
+        x, targets = expansion.result()
+        xs = x.split(self.batch_size)
+        parts = {k: v.split(self.batch_size) for k, v in targets.items()}
+        for i in range(n):
+            self.step = start + i + 1
+            yield start + i, xs[i], {k: v[i] for k, v in parts.items()}
