@@ -509,7 +509,10 @@ class BatchLoader:
     def __iter__(self):
         """(step, compact batch) from the current step on (CPU views of the chunk rows)."""
         for start, n, rows in self.chunks():
-            rows = rows.clone() if self.cfg.workers else rows  # the caller may keep batches
+            if self.cfg.workers:  # the caller may keep batches: copy them out of the ring
+                # (with numpy: torch would copy 1 MB in its thread pool, whose threads
+                # then spin on the cores the workers need)
+                rows = torch.from_numpy(rows.numpy().copy())
             columns = {k: v.split(self.batch_size) for k, v in columns_of(rows).items()}
             for i in range(n):
                 self.step = start + i + 1
