@@ -534,9 +534,24 @@ def test_fused_expansion_of_arbitrary_bits():
     batch["castling"] = torch.arange(n, dtype=torch.int64).remainder(256).to(torch.uint8)
     batch["ep_file"] = torch.arange(n).remainder(256).sub(128).to(torch.int8)
     batch["halfmove"] = torch.randint(-300, 70_000, (n,), dtype=torch.int32, generator=gen)
-    for dtype in (torch.float32, torch.float64):
-        assert_same_expansion(expand.expand(batch, dtype, fused=True),
-                              expand.expand(batch, dtype, fused=False))
+    # every flag combination, any result byte, moves with NO_MOVE among them, mates
+    batch["flags"] = torch.randint(0, 256, (n,), generator=gen).to(torch.uint8)
+    batch["result"] = torch.randint(-128, 128, (n,), generator=gen).to(torch.int8)
+    batch["result"][: n // 2] = torch.randint(-1, 2, (n // 2,), generator=gen).to(torch.int8)
+    for key in ("move", "teacher_move"):
+        moves = torch.randint(0, 2**16, (n,), generator=gen)
+        batch[key] = torch.where(moves % 5 == 0, schema.NO_MOVE, moves)
+    batch["teacher_cp"] = torch.randint(-(2**15), 2**15, (n,), generator=gen).to(torch.int16)
+    mate = torch.randint(-(2**15), 2**15, (n,), generator=gen).to(torch.int16)
+    batch["teacher_mate"] = torch.where(torch.arange(n) % 3 == 0, mate, 0).to(torch.int16)
+    for dtype, teacher_mix, policy_from_teacher in (
+        (torch.float32, 0.0, False),
+        (torch.float64, 1.0, True),
+        (torch.float32, 0.37, True),
+    ):
+        kwargs = dict(teacher_mix=teacher_mix, policy_from_teacher=policy_from_teacher)
+        assert_same_expansion(expand.expand(batch, dtype, fused=True, **kwargs),
+                              expand.expand(batch, dtype, fused=False, **kwargs))
 
 
 def test_expand_async_is_expand(batch):

@@ -8,14 +8,19 @@ intermediate arrays: what ``train.expand`` computes with tables and lookups, in 
 same order and with the same integer arithmetic, so the two agree bit for bit
 (tests/test_expand.py checks both against python-chess and against each other).
 
-Only the square-by-square outputs are made here; the per-position targets (policy,
-value, wdl) stay tensor ops, which cost little at one value a position.
+:func:`expand_squares` makes the square-by-square outputs, :func:`expand_positions`
+the per-position targets (policy, value, wdl).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from dataengine.schema import HAS_RESULT, HAS_TEACHER_EVAL, HAS_TEACHER_MOVE, NO_MOVE
+
+#: cross_entropy's ignore_index (train.expand.IGNORE_INDEX, which checks they agree)
+IGNORE_INDEX = -100
 
 # The only place numba options are set; fastmath stays off (0/1 and class values are
 # exact, and the halfmove plane is copied from a table computed by torch).
@@ -112,3 +117,41 @@ def expand_squares(planes, labels, castling, ep_file, halfmove, halfmove_table,
         for s in range(64):
             pi[s] = (((bit0 >> s) & 1) | (((bit1 >> s) & 1) << 1)
                      | (((bit2 >> s) & 1) << 2) | (((bit3 >> s) & 1) << 3))
+
+
+@njit(**_JIT)
+def expand_positions(flags, move, teacher_move, result, teacher_cp, teacher_mate,
+                     teacher_value, teacher_mix, policy_from_teacher,
+                     policy, value, value_mask, wdl):
+    """Fill the per-position targets of B positions in place, with the float32
+    operations of ``train.expand._policy_value`` in the same order (so the same bits).
+
+    In: the stored columns (any integer dtypes, any strides), ``teacher_value`` the
+    (65,536,) float32 table of ``train.expand`` (entry cp + 32768), ``teacher_mix`` and
+    ``policy_from_teacher`` as in ``train.expand.expand_targets``. Out (B,): ``policy``
+    and ``wdl`` int64, ``value`` float32, ``value_mask`` bool.
+    """
+    w_result = np.float32(1.0 - teacher_mix)  # torch casts the Python scalar to float32
+    w_teacher = np.float32(teacher_mix)
+    tiny = np.float32(1e-12)
+    for i in range(flags.shape[0]):
+        f = np.int64(flags[i])
+        m = np.int64(move[i])
+        if policy_from_teacher and f & HAS_TEACHER_MOVE and teacher_move[i] != NO_MOVE:
+            m = np.int64(teacher_move[i])
+        policy[i] = IGNORE_INDEX if m == NO_MOVE else m
+
+        has_result = f & HAS_RESULT != 0
+        wr = np.float32(1.0 if has_result else 0.0) * w_result
+        wt = np.float32(1.0 if f & HAS_TEACHER_EVAL != 0 else 0.0) * w_teacher
+        mate = np.int64(teacher_mate[i])
+        if mate != 0:
+            teacher = np.float32(1.0) if mate > 0 else np.float32(-1.0)
+        else:
+            cp = min(max(np.int64(teacher_cp[i]), -(2**15)), 2**15 - 1)
+            teacher = teacher_value[cp + 2**15]
+        r = np.int64(result[i])
+        total = wr + wt
+        value[i] = (wr * np.float32(r) + wt * teacher) / max(total, tiny)
+        value_mask[i] = total != 0
+        wdl[i] = 1 - r if has_result else IGNORE_INDEX
