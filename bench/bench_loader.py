@@ -2,7 +2,8 @@
 and 1024, on the CPU device.
 
 "Device-ready" is what the trainer's step gets from `BatchLoader.device_batches`: the
-network's float input planes and every target (train.expand) on the device. "Compact" is
+network's float input planes and every target (train.expand) on the device, here made
+by the fused CPU kernel. "Compact" is
 the batches of compact records alone (`iter(loader)`). Main-process torch threads: 1, and
 all cores.
 
@@ -37,17 +38,17 @@ def measure(shards, workers: int, batch_size: int, device_ready: bool, seconds: 
     return n / (time.perf_counter() - t0)
 
 
-def expand_alone(shards, seconds: float) -> float:
+def expand_alone(shards, seconds: float, fused: bool) -> float:
     """Positions/s of train.expand.expand on one chunk held in memory (no loading)."""
     loader = BatchLoader(shards, load_curriculum("stockfish"), steps=100_000, batch_size=1024,
                          seed=0, cfg=LoaderConfig(workers=0))
     _, _, rows = next(loader.chunks())
     batch = columns_of(rows)
     for _ in range(10):
-        expand(batch)
+        expand(batch, fused=fused)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        expand(batch)
+        expand(batch, fused=fused)
         n += len(rows)
     return n / (time.perf_counter() - t0)
 
@@ -71,8 +72,9 @@ def main() -> None:
                 print(f"{workers:>7} {batch_size:>6} {threads:>7} {compact:>14,.0f} "
                       f"{ready:>19,.0f}")
     torch.set_num_threads(1)
-    print(f"expand alone (one chunk in memory, 1 thread): {expand_alone(shards, args.seconds):,.0f}"
-          " positions/s")
+    for fused, how in ((True, "fused CPU kernel, the default"), (False, "tensor ops")):
+        rate = expand_alone(shards, args.seconds, fused)
+        print(f"expand alone (one chunk in memory, 1 thread, {how}): {rate:,.0f} positions/s")
     print("target: >= 1,000,000 device-ready positions/s")
 
 

@@ -32,7 +32,8 @@ Design (see DESIGN.md on why webdataset's own shuffling cannot resume exactly):
   webdataset and decoded with the schema module. A chunk crosses to the device in
   one copy and is expanded there in one go (train.expand): the per-batch costs of
   the hand-over, the copy and the expansion's small kernels are paid once per
-  chunk, and the batches the trainer gets are views of it. Chunks do not change
+  chunk, and the batches the trainer gets are views of it. Chunk k is expanded
+  while chunk k + 1 is read (on a CPU device, in a background thread). Chunks do not change
   what batch k is, so resuming at any step still gives exactly the batches of the
   uninterrupted run.
 * A shard that cannot be read (corrupt, truncated, wrong version) is reported by
