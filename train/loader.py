@@ -199,11 +199,14 @@ class StreamReader:
     """Random access into the endless, shuffled streams of a set of shards."""
 
     def __init__(self, shards: list[ShardInfo], seed: int,
-                 window_shards: int = 4, cache_windows: int = 16,
+                 window_shards: int = 4, cache_windows: int = 2,
                  cache_records: int = 2_000_000):
         self.shards, self.seed = shards, seed
         self.window_shards = window_shards
-        self.cache: OrderedDict[tuple, schema.Block] = OrderedDict()
+        # per stream, the windows it used last: a stream reads its windows in order, and a
+        # stream of a few records, going through several windows a chunk, must not push
+        # the windows of the other streams out (a shared cache rebuilt them every chunk)
+        self.cache: dict[int, OrderedDict[tuple[int, int], tuple | None]] = {}
         self.cache_windows = cache_windows
         self.shard_cache: OrderedDict[str, dict] = OrderedDict()
         self.cache_records = cache_records
@@ -235,10 +238,11 @@ class StreamReader:
         """A window's records of a stream and their shuffled order (cached): record j of
         the window is ``records[order[j]]``. The order is applied as records are taken,
         so a process copies only the records it uses (a worker uses 1 / workers of them)."""
-        key = (stream, epoch, w)
-        if key in self.cache:
-            self.cache.move_to_end(key)
-            return self.cache[key]
+        cache = self.cache.setdefault(stream, OrderedDict())
+        key = (epoch, w)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
         windows, _ = self._epoch(stream, epoch)
         parts = []
         for i in windows[w]:
@@ -250,9 +254,9 @@ class StreamReader:
             records = np.concatenate(parts) if len(parts) > 1 else parts[0]
             order = _rng(self.seed, _RNG_SLOT, stream, epoch, w, 1).permutation(len(records))
             window = (records, order)
-        self.cache[key] = window
-        if len(self.cache) > self.cache_windows:
-            self.cache.popitem(last=False)
+        cache[key] = window
+        if len(cache) > self.cache_windows:
+            cache.popitem(last=False)
         return window
 
     def _read(self, path: str) -> dict[int, np.ndarray] | None:
