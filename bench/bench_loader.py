@@ -5,7 +5,8 @@ and 1024, on the CPU device.
 network's float input planes and every target (train.expand) on the device, here made
 by the fused CPU kernel. "Compact" is
 the batches of compact records alone (`iter(loader)`). Main-process torch threads: 1, and
-all cores.
+all cores. The main table starts at step 0 of the stockfish curriculum; a second one
+starts at each phase.
 
     .venv/bin/python bench/bench_loader.py [--seconds S]
 """
@@ -25,9 +26,14 @@ from train.expand import expand
 from train.loader import BatchLoader, LoaderConfig, columns_of
 
 
-def measure(shards, workers: int, batch_size: int, device_ready: bool, seconds: float) -> float:
-    loader = BatchLoader(shards, load_curriculum("stockfish"), steps=100_000,
+STEPS = 100_000
+
+
+def measure(shards, workers: int, batch_size: int, device_ready: bool, seconds: float,
+            start: int = 0) -> float:
+    loader = BatchLoader(shards, load_curriculum("stockfish"), steps=STEPS,
                          batch_size=batch_size, seed=0, cfg=LoaderConfig(workers=workers))
+    loader.load_state_dict({"step": start})
     it = loader.device_batches("cpu") if device_ready else iter(loader)
     for _ in itertools.islice(it, 40):  # warm-up: workers start, first windows decoded
         pass
@@ -72,6 +78,18 @@ def main() -> None:
                 print(f"{workers:>7} {batch_size:>6} {threads:>7} {compact:>14,.0f} "
                       f"{ready:>19,.0f}")
     torch.set_num_threads(1)
+    # The mix changes with the curriculum phase, and so does the work: a stream of few
+    # records goes through many epochs (a shuffle each) in a phase that draws on it.
+    schedule = BatchLoader(shards, load_curriculum("stockfish"), steps=STEPS, batch_size=96,
+                           seed=0, cfg=LoaderConfig(workers=0)).schedule
+    print(f"\nDevice-ready positions/s by phase of the stockfish curriculum ({STEPS:,} steps, "
+          "1 worker, 1 thread), from the phase's first step")
+    print(f"{'phase':>12} {'first step':>10} {'batch 96':>10} {'batch 1024':>10}")
+    for name, first in zip([p.name for p in load_curriculum("stockfish").phases],
+                           [0, *schedule.bounds[:-1]], strict=True):
+        rates = [measure(shards, 1, b, True, args.seconds, int(first)) for b in (96, 1024)]
+        print(f"{name:>12} {int(first):>10,} {rates[0]:>10,.0f} {rates[1]:>10,.0f}")
+    print()
     for fused, how in ((True, "fused CPU kernel, the default"), (False, "tensor ops")):
         rate = expand_alone(shards, args.seconds, fused)
         print(f"expand alone (one chunk in memory, 1 thread, {how}): {rate:,.0f} positions/s")

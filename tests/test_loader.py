@@ -26,6 +26,7 @@ from train.loader import (
     DataError,
     LoaderConfig,
     StreamReader,
+    _Draws,
     columns_of,
     read_shard,
     shard_index,
@@ -162,6 +163,23 @@ def test_schedule_counts_match_step_by_step_rounding(name):
                 for step, counts, before in itertools.islice(blocks, (12_000 - first) // size):
                     np.testing.assert_array_equal(counts, want[step : step + size])
                     np.testing.assert_array_equal(before, want[:step].sum(axis=0))
+
+
+def test_stream_orders_depend_on_their_draw_only():
+    """An order is a function of (seed, stream, epoch, window), whatever was drawn
+    before it; different draws give different orders, each a permutation."""
+    draws = _Draws(seed=7, stream=3)
+    keys = [(epoch, window) for epoch in (0, 1, 2, 10**9) for window in (-1, 0, 1, 5)]
+    first = {key: draws.permutation(500, *key) for key in keys}
+    for key in reversed(keys):  # again, in another order, with other draws between
+        _Draws(seed=7, stream=4).permutation(500, *key)
+        np.testing.assert_array_equal(draws.permutation(500, *key), first[key])
+    np.testing.assert_array_equal(_Draws(seed=7, stream=3).permutation(500, 2, 1), first[2, 1])
+    orders = [tuple(o) for o in first.values()]
+    assert len(set(orders)) == len(orders)
+    assert all(sorted(o) == list(range(500)) for o in orders)
+    assert tuple(_Draws(seed=8, stream=3).permutation(500, 0)) != orders[0]
+    assert tuple(_Draws(seed=7, stream=2).permutation(500, 0)) != orders[0]
 
 
 def test_missing_teacher_records_fall_back_with_warning():

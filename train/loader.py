@@ -186,13 +186,30 @@ def shard_index(shards_dir: str | Path, split: str = "train") -> list[ShardInfo]
     return infos
 
 
-def _rng(*key: int) -> np.random.Generator:
-    return np.random.Generator(np.random.Philox(np.random.SeedSequence(list(key))))
+class _Draws:
+    """The random orders of one stream, each drawn at its own Philox counter.
 
+    Philox is counter-based: the numbers drawn from counter c are a function of (key, c)
+    alone, so the order of (epoch, window) is made by setting the counter, in 3 us,
+    instead of seeding a generator, 21 us (a stream of a few records starts several
+    epochs a chunk). The key comes from (seed, stream); counter words 1..3 name the
+    draw (kind, window, epoch) and a permutation only advances word 0."""
 
-# The second key of every stream RNG. It once held the process rank; every process now
-# draws the same streams, and a constant 0 keeps the data order of earlier runs.
-_RNG_SLOT = 0
+    def __init__(self, seed: int, stream: int):
+        self.bits = np.random.Philox(np.random.SeedSequence([seed, stream]))
+        self.key = self.bits.state["state"]["key"]
+        self.generator = np.random.Generator(self.bits)
+
+    def permutation(self, n: int, epoch: int, window: int = -1) -> np.ndarray:
+        """Shard order of `epoch` (window -1) or record order of a window of it."""
+        self.bits.state = {
+            "bit_generator": "Philox",
+            "state": {"counter": np.array([0, window >= 0, max(window, 0), epoch],
+                                          dtype=np.uint64), "key": self.key},
+            "buffer": np.zeros(4, dtype=np.uint64), "buffer_pos": 4,
+            "has_uint32": 0, "uinteger": 0,
+        }
+        return self.generator.permutation(n)
 
 
 class StreamReader:
@@ -212,10 +229,16 @@ class StreamReader:
         self.cache_records = cache_records
         self.cached_records = 0
         self.bad_shards: dict[str, str] = {}
+        self.draws: dict[int, _Draws] = {}
         self._epochs: dict[tuple[int, int], tuple[list[list[int]], np.ndarray]] = {}
         counts = np.array([s.counts for s in shards], dtype=np.int64).reshape(len(shards), -1)
         self.per_shard = counts
         self.totals = counts.sum(axis=0)
+
+    def _draws(self, stream: int) -> _Draws:
+        if stream not in self.draws:
+            self.draws[stream] = _Draws(self.seed, stream)
+        return self.draws[stream]
 
     def available(self) -> np.ndarray:
         return self.totals > 0
@@ -225,7 +248,7 @@ class StreamReader:
         key = (stream, epoch)
         if key not in self._epochs:
             holding = np.flatnonzero(self.per_shard[:, stream] > 0)
-            order = holding[_rng(self.seed, _RNG_SLOT, stream, epoch).permutation(len(holding))]
+            order = holding[self._draws(stream).permutation(len(holding), epoch)]
             windows = [order[i : i + self.window_shards].tolist()
                        for i in range(0, len(order), self.window_shards)]
             ends = np.cumsum([self.per_shard[w, stream].sum() for w in windows])
@@ -252,7 +275,7 @@ class StreamReader:
         window = None
         if parts:
             records = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            order = _rng(self.seed, _RNG_SLOT, stream, epoch, w, 1).permutation(len(records))
+            order = self._draws(stream).permutation(len(records), epoch, w)
             window = (records, order)
         cache[key] = window
         if len(cache) > self.cache_windows:
