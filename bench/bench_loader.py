@@ -25,7 +25,6 @@ from train.curriculum import load_curriculum
 from train.expand import expand
 from train.loader import BatchLoader, LoaderConfig, columns_of
 
-
 STEPS = 100_000
 
 
