@@ -150,6 +150,7 @@ _CP_SCALE = math.log(10.0) / (2.0 * TEACHER_CP_SCALE)  # cp -> tanh argument
 #: SSL task -> indices of its masks in the 20-mask label record (``piece`` has none:
 #: it comes from the planes).
 SSL_MASKS: dict[str, tuple[int, ...]] = {t: m for t, m in labelers.TASKS.items() if m}
+assert SSL_MASKS["control"] == (expand_kernel.CONTROL_US, expand_kernel.CONTROL_THEM)
 SSL_TASKS: tuple[str, ...] = (
     "piece", "threat", "pin", "fork", "control", "pawn_structure", "king_safety",
 )  # fmt: skip
@@ -429,11 +430,9 @@ def expand_async(batch: dict, dtype: torch.dtype = torch.float32, *,
         "piece": torch.empty((b, 64), dtype=torch.int64),
         "control": torch.empty((b, 64), dtype=torch.int64),
     }
-    for task in MAP_TASKS:
-        first, last = SSL_MASKS[task][0], SSL_MASKS[task][-1] + 1
-        targets[task] = maps[:, first:last]
     col = {k: v.numpy() for k, v in batch.items() if k in BATCH_DTYPES}
-    out = {k: v.numpy() for k, v in targets.items() if k not in MAP_TASKS}
+    out = {k: v.numpy() for k, v in targets.items()}
+    targets |= _map_targets(maps)
     squares = (col["planes"], col["labels"], col["castling"], col["ep_file"], col["halfmove"],
                tables.halfmove.numpy(), x.view(b, N_INPUT_PLANES, 64).numpy(),
                maps.view(torch.int64).numpy().view(np.uint64), out["piece"], out["control"])
@@ -515,10 +514,12 @@ def _targets(batch: dict, tables: _Tables, teacher_mix: float,
     targets["piece"] = _piece_classes(batch["planes"], tables)
     us, them = SSL_MASKS["control"]  # exclusive: 0 neither, 1 us, 2 them
     targets["control"] = torch.add(masks[:, us], masks[:, them], alpha=2).long()
-    for task in MAP_TASKS:
-        first, last = SSL_MASKS[task][0], SSL_MASKS[task][-1] + 1
-        targets[task] = masks[:, first:last]
-    return targets
+    return targets | _map_targets(masks)
+
+
+def _map_targets(masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The MAP_TASKS targets: views of the (B, 20, 64) 0/1 masks, each task's run."""
+    return {task: masks[:, SSL_MASKS[task][0] : SSL_MASKS[task][-1] + 1] for task in MAP_TASKS}
 
 
 def _policy_value(batch: dict, tables: _Tables, teacher_mix: float,

@@ -27,16 +27,17 @@ IGNORE_INDEX = -100
 _JIT = {"cache": True, "nogil": True}
 
 
+# (256, 8) uint8: bit j of byte value v (square 8k + j of the byte k of a mask)
+_BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little")
 #: Byte value -> its 8 squares, bit j of the byte in byte j of the uint64 (little-endian):
 #: the maps are written 8 squares a store (3.5x faster than a byte each).
-BYTE_SQUARES = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1,
-                             bitorder="little").view(np.uint64).reshape(256)
-
-
+BYTE_SQUARES = _BYTE_BITS.view(np.uint64).reshape(256)
 #: Byte value -> its 8 squares as float32 0/1, for ``x``. A global, so numba freezes it
 #: into the code: as an argument, the 8-value copies ran 30% slower.
-BYTE_FLOATS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1,
-                            bitorder="little").astype(np.float32)
+BYTE_FLOATS = _BYTE_BITS.astype(np.float32)
+#: The label masks of control (us, them), literals so that numba's cache, which sees only
+#: this file, stays right (train.expand checks them against labelers.TASKS)
+CONTROL_US, CONTROL_THEM = 6, 7
 
 
 @njit(**_JIT)
@@ -54,9 +55,9 @@ def expand_squares(planes, labels, castling, ep_file, halfmove, halfmove_table,
     Planes 0..11 are the piece masks, 12..15 bit k of ``castling`` (every square),
     16 the en-passant square 40 + ep_file (only when ep_file >= 0 and 40 + ep_file < 64,
     as the torch table's shift), 17 the halfmove value of ``min(max(clock, 0), 100)``,
-    18 ones. ``maps`` are the label masks; ``control`` is ``maps[6] + 2 * maps[7]``;
-    ``piece`` has bit k set where the sum (wrapping, as torch's) of the piece masks of
-    the classes p + 1 with bit k has it.
+    18 ones. ``maps`` are the label masks; ``control`` is ``maps[CONTROL_US] + 2 *
+    maps[CONTROL_THEM]``; ``piece`` has bit k set where the sum (wrapping, as torch's) of
+    the piece masks of the classes p + 1 with bit k has it.
     """
     n = planes.shape[0]
     for i in range(n):
@@ -94,7 +95,7 @@ def expand_squares(planes, labels, castling, ep_file, halfmove, halfmove_table,
             row = maps[i, m]
             for k in range(8):
                 row[k] = BYTE_SQUARES[(w >> (8 * k)) & 255]
-        us, them = labels[i, 6], labels[i, 7]
+        us, them = labels[i, CONTROL_US], labels[i, CONTROL_THEM]
         ci = control[i]
         for s in range(64):
             ci[s] = ((us >> s) & 1) + 2 * ((them >> s) & 1)

@@ -541,10 +541,15 @@ class BatchLoader:
                 # (with numpy: torch would copy 1 MB in its thread pool, whose threads
                 # then spin on the cores the workers need)
                 rows = torch.from_numpy(rows.numpy().copy())
-            columns = {k: v.split(self.batch_size) for k, v in columns_of(rows).items()}
-            for i in range(n):
-                self.step = start + i + 1
-                yield start + i, {k: v[i] for k, v in columns.items()}
+            yield from self._per_batch(start, n, columns_of(rows))
+
+    def _per_batch(self, start: int, n: int, tensors: dict[str, torch.Tensor]):
+        """(step, views of `tensors`' rows of that step) for the n batches of a chunk
+        from step `start`, moving the state as each is handed out."""
+        parts = {k: v.split(self.batch_size) for k, v in tensors.items()}
+        for i in range(n):
+            self.step = start + i + 1
+            yield start + i, {k: v[i] for k, v in parts.items()}
 
     def _overlap(self) -> bool:
         if self.cfg.expand_overlap is not None:
@@ -580,8 +585,5 @@ class BatchLoader:
 
     def _batches(self, start: int, n: int, expansion):
         x, targets = expansion.result()
-        xs = x.split(self.batch_size)
-        parts = {k: v.split(self.batch_size) for k, v in targets.items()}
-        for i in range(n):
-            self.step = start + i + 1
-            yield start + i, xs[i], {k: v[i] for k, v in parts.items()}
+        for step, batch in self._per_batch(start, n, {"x": x, **targets}):
+            yield step, batch.pop("x"), batch
