@@ -46,6 +46,11 @@ from dataengine.fileio import atomic_write, sha256_file, tar_bytes
 MANIFEST = "manifest.json"
 SKIP_LOG = "skipped.log"
 VAL_ZARR = "val.zarr"
+#: Layout of the files a task leaves in the work directory (part_paths); parts of
+#: another layout, left by an older build, are not reused.
+WORK_VERSION = 2
+#: Validation games are those with ``game_id % VAL_BUCKETS`` under a threshold.
+VAL_BUCKETS = 1_000_000
 WORK = ".work"
 
 
@@ -126,7 +131,7 @@ def plan(paths: list[str], cfg: BuildConfig) -> tuple[list[InputFile], list[Task
         for index, (start, end) in enumerate(ranges):
             stop = info.size if end is None else end
             key = hashlib.sha256(
-                f"{schema.FORMAT_VERSION}|{schema.LABEL_SPEC_VERSION}|{info.sha256}|"
+                f"{WORK_VERSION}|{schema.FORMAT_VERSION}|{schema.LABEL_SPEC_VERSION}|{info.sha256}|"
                 f"{file_id}|{start}|{end}".encode()
             ).hexdigest()[:24]
             tasks.append(Task(file_id, index, path, start, end, stop - start, key))
@@ -136,9 +141,11 @@ def plan(paths: list[str], cfg: BuildConfig) -> tuple[list[InputFile], list[Task
 # ----------------------------------------------------------------------------- parse + label
 
 
-def part_paths(work: Path, key: str) -> tuple[Path, Path, Path]:
-    """The part (the marker of a finished task), its skips, its position keys."""
-    return work / f"{key}.part", work / f"{key}.skips.json", work / f"{key}.keys"
+def part_paths(work: Path, key: str) -> tuple[Path, Path, Path, Path]:
+    """The part (the marker of a finished task), its skips, its position keys, and the
+    game id of each of its records."""
+    return (work / f"{key}.part", work / f"{key}.skips.json", work / f"{key}.keys",
+            work / f"{key}.games")
 
 
 def run_task(task: Task, work: str, root: str | None = None) -> dict:
@@ -156,10 +163,11 @@ def run_task(task: Task, work: str, root: str | None = None) -> dict:
         else:
             units.append(item)
     block = units_to_block(units, task.file_id)
-    part, skip_file, keys_file = part_paths(Path(work), task.key)
+    part, skip_file, keys_file, games_file = part_paths(Path(work), task.key)
     # the part file last: it is the marker that the task is complete
     atomic_write(skip_file, json.dumps(skips).encode())
     atomic_write(keys_file, position_keys(block).astype("<u8").tobytes())
+    atomic_write(games_file, block["game_id"].astype("<u8").tobytes())
     atomic_write(part, schema.encode_block(block, level=1))
     return {"key": task.key, "records": schema.block_len(block), "skipped": len(skips)}
 
@@ -323,15 +331,41 @@ def write_val_zarr(path: Path, block: schema.Block) -> None:
     os.replace(tmp, path)
 
 
-def read_val_zarr(path: str | Path) -> schema.Block:
-    """Read the whole validation store back as one block."""
+def read_val_zarr(path: str | Path, indices: np.ndarray | None = None) -> schema.Block:
+    """Read the validation store back as one block: all of it, or the records at the
+    sorted ``indices``."""
     import zarr
 
     root = zarr.open_group(str(path), mode="r")
-    block = {c.name: np.asarray(root[c.name][...]) for c in schema.COLUMNS}
+    if indices is None:
+        block = {c.name: np.asarray(root[c.name][...]) for c in schema.COLUMNS}
+    else:
+        block = {c.name: np.asarray(root[c.name].oindex[indices]) for c in schema.COLUMNS}
     table = np.asarray(root.attrs["themes"] or [""], dtype=str)
     block["themes"] = table[block["themes_id"]]
     return block
+
+
+def val_threshold(game_ids: np.ndarray, cfg: BuildConfig) -> int:
+    """The game-id bucket threshold of the validation split: games whose ``game_id %
+    VAL_BUCKETS`` is below it are validation games. It is ``val_fraction`` of the buckets,
+    raised (whole buckets at a time, so whole games) until the split holds at least
+    ``val_min_positions`` of the records, but never more than ``val_max_fraction`` of them.
+    ``game_ids``: the game id of every record that is kept."""
+    base = round(cfg.val_fraction * VAL_BUCKETS)
+    if cfg.val_fraction == 0 or len(game_ids) == 0:
+        return base
+    per_bucket = np.bincount((game_ids % np.uint64(VAL_BUCKETS)).astype(np.int64),
+                             minlength=VAL_BUCKETS)
+    below = np.concatenate([[0], np.cumsum(per_bucket)])  # below[t]: records under t
+    want = min(cfg.val_min_positions, int(cfg.val_max_fraction * len(game_ids)))
+    if below[base] >= want:
+        return base
+    # the smallest threshold with `want` records below it, unless that passes the cap
+    t = int(np.searchsorted(below, want, side="left"))
+    while t > base and below[t] > cfg.val_max_fraction * len(game_ids):
+        t -= 1
+    return max(base, t)
 
 
 def merge(
@@ -352,6 +386,10 @@ def merge(
     keep = repeat_keep_mask(np.concatenate(keys) if keys else np.zeros(0, np.uint64),
                             cfg.max_repeats)
     del keys
+    games = [np.fromfile(part_paths(work, t.key)[3], dtype="<u8") for t in ordered]
+    threshold = val_threshold(np.concatenate(games)[keep] if games else np.zeros(0, np.uint64),
+                              cfg)
+    del games
 
     # pass 2: buckets, split, blocks, shards
     for split in schema.SPLITS:  # stale shards of an earlier build must not linger
@@ -363,7 +401,6 @@ def merge(
     skips: list[list] = []
     per_file = {i: Counter() for i in range(len(files))}
     offset = 0
-    threshold = round(cfg.val_fraction * 1_000_000)
     for task, size in zip(tqdm(ordered, desc="write", disable=quiet), sizes, strict=True):
         block = load(task)
         file_skips = json.loads(part_paths(work, task.key)[1].read_text())
@@ -373,7 +410,7 @@ def merge(
         block = schema.take(block, keep[offset : offset + size])
         offset += size
         block["bucket"] = assign_buckets(block, cfg.buckets)
-        is_val = (block["game_id"] % np.uint64(1_000_000)) < np.uint64(threshold)
+        is_val = (block["game_id"] % np.uint64(VAL_BUCKETS)) < np.uint64(threshold)
         writers["train"].add(schema.take(block, ~is_val))
         val = schema.take(block, is_val)
         writers["val"].add(val)

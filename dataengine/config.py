@@ -75,6 +75,12 @@ class BuildConfig:
 
     val_fraction: float = 0.02
     """Share of games (never positions) that go to the validation split, chosen by game id."""
+    val_min_positions: int = 4000
+    """More games go to the validation split until it holds at least this many positions
+    (a few thousand give held-out top-1 intervals of about +-1.5 points), within
+    val_max_fraction. 0 = val_fraction alone decides."""
+    val_max_fraction: float = 0.25
+    """val_min_positions never takes more than this share of the records."""
     max_repeats: int = 8
     """Keep at most this many copies of one canonical position (the start position is in
     every game); the first ones in input order are kept."""
@@ -93,6 +99,10 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.val_max_fraction < 1.0:
+            raise ConfigError(f"val_max_fraction must be in [0, 1), got {self.val_max_fraction}")
+        if self.val_min_positions < 0:
+            raise ConfigError(f"val_min_positions must be >= 0, got {self.val_min_positions}")
         for name in ("max_repeats", "block_records", "blocks_per_shard", "chunk_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -19,7 +19,7 @@ import yaml
 
 import labelers
 from dataengine import policy, schema, views
-from dataengine.build import build, main, read_val_zarr
+from dataengine.build import VAL_BUCKETS, build, main, read_val_zarr, val_threshold
 from dataengine.config import BuildConfig
 from labelers import reference
 from tests import naive
@@ -76,7 +76,7 @@ def check_round_trip(inputs: list[Path], tmp_path: Path, workers: int, slow_chec
 
 
 def test_round_trip_repo_sample(tmp_path):
-    inputs = sorted(naive.SAMPLE.glob("*.*[!d]"))  # pgn, csv, tsv (not README.md)
+    inputs = list(naive.SAMPLE_FILES)
     assert {p.suffix for p in inputs} == {".pgn", ".csv", ".tsv"}
     assert check_round_trip(inputs, tmp_path, workers=2, slow_checks=True) > 20_000
 
@@ -108,8 +108,8 @@ def output_files(out: Path) -> dict[str, bytes]:
 
 def test_same_bytes_for_one_and_two_workers(tmp_path):
     cfg = BuildConfig(chunk_bytes=65536, block_records=1024, blocks_per_shard=4)
-    a = build([str(naive.SAMPLE)], tmp_path / "a", workers=1, cfg=cfg, quiet=True)
-    b = build([str(naive.SAMPLE)], tmp_path / "b", workers=2, cfg=cfg, quiet=True)
+    a = build(naive.SAMPLE_INPUTS, tmp_path / "a", workers=1, cfg=cfg, quiet=True)
+    b = build(naive.SAMPLE_INPUTS, tmp_path / "b", workers=2, cfg=cfg, quiet=True)
     assert a == b
     fa, fb = output_files(tmp_path / "a"), output_files(tmp_path / "b")
     assert len([f for f in fa if f.endswith(".tar")]) > 3
@@ -118,7 +118,7 @@ def test_same_bytes_for_one_and_two_workers(tmp_path):
 
 def test_resume_after_sigkill(tmp_path):
     cfg = small_tasks_config(tmp_path)
-    cmd = [sys.executable, "-m", "dataengine.build", str(naive.SAMPLE), "--workers", "1",
+    cmd = [sys.executable, "-m", "dataengine.build", *naive.SAMPLE_INPUTS, "--workers", "1",
            "--config", str(cfg)]
     ref = subprocess.run(cmd + ["--out", str(tmp_path / "ref"), "--quiet"], check=True)
     assert ref.returncode == 0
@@ -214,7 +214,7 @@ def test_unknown_config_key_is_named(tmp_path, capsys):
 def test_cap_split_buckets_and_zarr(tmp_path):
     out = tmp_path / "out"
     cfg = BuildConfig(val_fraction=0.2, max_repeats=3)
-    manifest = build([str(naive.SAMPLE)], out, cfg=cfg, quiet=True)
+    manifest = build(naive.SAMPLE_INPUTS, out, cfg=cfg, quiet=True)
     train, val = read_split(out, "train"), read_split(out, "val")
     # never cut a game
     assert not set(train["game_id"].tolist()) & set(val["game_id"].tolist())
@@ -244,16 +244,16 @@ def test_cap_split_buckets_and_zarr(tmp_path):
 
 def test_second_build_is_up_to_date(tmp_path, capsys):
     out = tmp_path / "out"
-    build([str(naive.SAMPLE)], out, quiet=True)
+    build(naive.SAMPLE_INPUTS, out, quiet=True)
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.tar")}
-    build([str(naive.SAMPLE)], out)
+    build(naive.SAMPLE_INPUTS, out)
     assert "up to date" in capsys.readouterr().out
     assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*.tar")}
     assert not (out / ".work").exists()
 
 
 def test_bytes_per_record_target(tmp_path):
-    manifest = build([str(naive.SAMPLE)], tmp_path / "out", cfg=BuildConfig(**NO_CAP),
+    manifest = build(naive.SAMPLE_INPUTS, tmp_path / "out", cfg=BuildConfig(**NO_CAP),
                      quiet=True)
     assert manifest["bytes_per_record"] <= 24
     assert os.path.getsize(tmp_path / "out" / "manifest.json") > 0
@@ -262,8 +262,8 @@ def test_bytes_per_record_target(tmp_path):
 def test_dask_local_cluster_gives_the_same_bytes(tmp_path):
     pytest.importorskip("distributed", reason="dask.distributed is not installed")
     cfg = BuildConfig(chunk_bytes=131072, block_records=1024, blocks_per_shard=4)
-    local = build([str(naive.SAMPLE)], tmp_path / "local", workers=1, cfg=cfg, quiet=True)
-    dask = build([str(naive.SAMPLE)], tmp_path / "dask", workers=2, cfg=cfg, quiet=True,
+    local = build(naive.SAMPLE_INPUTS, tmp_path / "local", workers=1, cfg=cfg, quiet=True)
+    dask = build(naive.SAMPLE_INPUTS, tmp_path / "dask", workers=2, cfg=cfg, quiet=True,
                  scheduler="local")
     assert local == dask
     assert output_files(tmp_path / "local") == output_files(tmp_path / "dask")
@@ -275,3 +275,33 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, capsys):
                  "--scheduler", "tcp://127.0.0.1:9", "--quiet"])
     assert code == 2
     assert "Dask scheduler" in capsys.readouterr().err
+
+
+def test_val_threshold_takes_whole_games_up_to_the_minimum():
+    rng = np.random.default_rng(0)
+    games = rng.integers(0, 2**63, 300, dtype=np.uint64)
+    ids = np.repeat(games, rng.integers(1, 80, 300))  # 300 games of 1-79 positions
+    buckets = ids % np.uint64(VAL_BUCKETS)
+
+    cfg = BuildConfig(val_fraction=0.01, val_min_positions=2000, val_max_fraction=0.25)
+    t = val_threshold(ids, cfg)
+    assert t > round(0.01 * VAL_BUCKETS)
+    assert (buckets < t).sum() >= 2000 > (buckets < t - 1).sum()  # the smallest such cut
+    # the cap wins over the minimum
+    capped = BuildConfig(val_fraction=0.01, val_min_positions=10**9, val_max_fraction=0.1)
+    t = val_threshold(ids, capped)
+    assert 0.08 * len(ids) < (buckets < t).sum() <= 0.1 * len(ids)
+    # enough positions already, no minimum, or no validation split: the fraction decides
+    for frac, least in ((0.5, 100), (0.01, 0), (0.0, 2000)):
+        cfg = BuildConfig(val_fraction=frac, val_min_positions=least)
+        assert val_threshold(ids, cfg) == round(frac * VAL_BUCKETS)
+
+
+def test_val_split_holds_the_minimum_of_whole_games(tmp_path):
+    cfg = BuildConfig(val_fraction=0.001, val_min_positions=3000)
+    manifest = build(naive.SAMPLE_INPUTS, tmp_path / "out", cfg=cfg, quiet=True)
+    train, val = read_split(tmp_path / "out", "train"), read_split(tmp_path / "out", "val")
+    assert 3000 <= schema.block_len(val) == manifest["splits"]["val"]["records"]
+    assert schema.block_len(val) < 0.25 * manifest["records"]
+    assert not set(train["game_id"].tolist()) & set(val["game_id"].tolist())
+    assert schema.block_len(read_val_zarr(tmp_path / "out" / "val.zarr")) == schema.block_len(val)

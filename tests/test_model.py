@@ -181,24 +181,59 @@ def test_ssl_losses_definitions(data):
     torch.testing.assert_close(got["pin"], want)
 
 
+def test_positive_weights_weigh_the_set_squares(data):
+    _, targets = data
+    torch.manual_seed(1)
+    heads = {t: torch.randn(64, k, 64, requires_grad=True) for t, k in SSL_OUTPUTS.items()}
+    pos = losses.SSLPositiveWeights(threat=3.0, pin=10.0, fork=0.5, pawn_structure=1.0,
+                                    king_safety=2.5)
+    got = losses.ssl_losses(heads, targets, pos)
+    plain = losses.ssl_losses(heads, targets)
+    for task in expand.MAP_TASKS:
+        x, y, w = heads[task], targets[task].float(), getattr(pos, task)
+        assert y.sum() > 0, task  # the batch has set squares of every task
+        # BCE with pos_weight w: -(w y log p + (1 - y) log (1 - p)), mean over everything
+        p = torch.sigmoid(x)
+        want = -(w * y * p.log() + (1 - y) * (1 - p).log()).mean()
+        torch.testing.assert_close(got[task], want, msg=task)
+        if w == 1.0:
+            torch.testing.assert_close(got[task], plain[task], msg=task)
+        # the gradient on a set square is w times the plain one, on an empty square the same
+        (g,) = torch.autograd.grad(got[task], x)
+        (g1,) = torch.autograd.grad(plain[task], x)
+        set_ = y > 0
+        torch.testing.assert_close(g[~set_], g1[~set_], msg=task)
+        torch.testing.assert_close(g[set_], w * g1[set_], msg=task)
+    for task in expand.CLASS_TASKS:  # class tasks have no positive weight
+        torch.testing.assert_close(got[task], plain[task])
+
+
+def test_positive_weights_check_their_values():
+    assert losses.SSLPositiveWeights().to_dict()["fork"] > 1  # rare tasks weigh set squares up
+    for bad in (0, -1.0, True, "2"):
+        with pytest.raises(ValueError, match="SSLPositiveWeights.pin"):
+            losses.SSLPositiveWeights(pin=bad)
+
+
 @pytest.mark.parametrize("chunk_size", [1, 7, 32, 64, 1000])
 @pytest.mark.parametrize("checkpoint", [True, False])
 def test_chunked_ssl_equals_unchunked(data, chunk_size, checkpoint):
     x, targets = data
     weights = losses.SSLWeights(pin=2.0, control=0.1)
+    pos_weights = losses.SSLPositiveWeights(pin=7.0, threat=2.0)
 
     def run(chunk: int | None):
         torch.manual_seed(0)
         model = ChessNet(TINY).train()
         features = model(x)["features"]
         if chunk is None:
-            per_task = losses.ssl_losses(model.ssl_heads(features), targets)
+            per_task = losses.ssl_losses(model.ssl_heads(features), targets, pos_weights)
             loss = losses.ssl_total(per_task, weights)
         else:
             per_task = {}
             loss = losses.ssl_losses_chunked(
                 model, features, targets, chunk, weights,
-                checkpoint=checkpoint, task_losses=per_task,
+                checkpoint=checkpoint, task_losses=per_task, pos_weights=pos_weights,
             )  # fmt: skip
         loss.backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}

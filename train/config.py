@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dataengine.config import ConfigError, load_section, read_yaml
 from train.loader import LoaderConfig
-from train.losses import SSLWeights
+from train.losses import SSLPositiveWeights, SSLWeights
 from train.model import ModelConfig
 
 DEVICES = ("auto", "mps", "cuda", "cpu")
@@ -38,12 +38,17 @@ class TrainConfig:
     """AdamW weight decay."""
     ema_decay: float = 0.999
     """Decay of the exponential moving average of the weights (evaluation uses the EMA)."""
+    ema_warmup: bool = True
+    """Warm the EMA decay up as min(ema_decay, (1 + t) / (10 + t)) after t updates, so that
+    the EMA of a short run is not mostly its random initial weights (train/ema.py)."""
     ssl_weight: float = 0.15
     """Overall weight of the SSL loss."""
     ssl_warmup_steps: int = 500
     """The SSL weight rises linearly from 0 over these first steps."""
     ssl_weights: SSLWeights = field(default_factory=SSLWeights)
     """Weight of each SSL task inside the SSL loss."""
+    ssl_pos_weights: SSLPositiveWeights = field(default_factory=SSLPositiveWeights)
+    """Positive weight of each binary SSL task's cross-entropy (set squares are rare)."""
     ssl_every_n: int = 1
     """Compute the SSL loss every N steps (2 halves its cost)."""
     ssl_chunk_size: int = 128
@@ -79,6 +84,13 @@ class TrainConfig:
     """Continue from the latest intermediate checkpoint of this prefix, if there is one."""
     progress_interval: int = 100
     """Write a metrics line every N steps."""
+    eval_every: int = 1000
+    """Every N steps (and at the last step) measure the EMA and the raw weights on the
+    validation split (policy top-1/CE, value MAE, W/D/L, SSL F1) into metrics.jsonl and
+    TensorBoard as val_ema/* and val_raw/* (0 = never)."""
+    eval_positions: int = 10_000
+    """Validation positions that --eval-every measures: a fixed seeded sample of this
+    many when the split is larger (0 = the whole split)."""
     heartbeat_seconds: float = 300.0
     """Log a heartbeat (step, losses, memory, lr, device) this often."""
     memory_check_every: int = 1000
@@ -102,7 +114,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_warmup_steps", "ssl_warmup_steps", "save_every", "keep_checkpoints"):
+        for name in ("lr_warmup_steps", "ssl_warmup_steps", "save_every", "keep_checkpoints",
+                     "eval_every", "eval_positions"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "ssl_weight", "grad_clip_norm", "heartbeat_seconds"):
@@ -130,12 +143,18 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+#: Nested TrainConfig fields -> the flag of each of their fields, from the field's name.
+NESTED_FLAGS = {"ssl_weights": "ssl-{}-weight", "ssl_pos_weights": "ssl-{}-pos-weight"}
+
+
 # the seed's flags -> the config field they set ("ssl_weights.piece" = a nested field)
 def _flag_fields() -> dict[str, str]:
     flags = {f.name.replace("_", "-"): f.name for f in dataclasses.fields(TrainConfig)
-             if f.name != "ssl_weights"}
-    for f in dataclasses.fields(SSLWeights):
-        flags[f"ssl-{f.name.replace('_', '-')}-weight"] = f"ssl_weights.{f.name}"
+             if f.name not in NESTED_FLAGS}
+    defaults = TrainConfig()
+    for nested, pattern in NESTED_FLAGS.items():
+        for f in dataclasses.fields(getattr(defaults, nested)):
+            flags[pattern.format(f.name.replace("_", "-"))] = f"{nested}.{f.name}"
     return flags
 
 
@@ -147,7 +166,11 @@ def add_flags(ap: argparse.ArgumentParser) -> None:
     only flags given on the command line override the config file."""
     defaults = TrainConfig()
     for flag, name in FLAGS.items():
-        obj, attr = (defaults.ssl_weights, name.split(".")[1]) if "." in name else (defaults, name)
+        if "." in name:
+            nested, attr = name.split(".")
+            obj = getattr(defaults, nested)
+        else:
+            obj, attr = defaults, name
         default = getattr(obj, attr)
         kind = type(default) if default is not None else str
         if kind is bool:
@@ -175,8 +198,9 @@ def load_run_config(path: str | Path | None, overrides: dict | None = None) -> R
         if key.startswith(("model.", "loader.")):
             section, attr = key.split(".", 1)
             sections[section][attr] = value
-        elif key.startswith("ssl_weights."):
-            sections["train"].setdefault("ssl_weights", {})[key.split(".", 1)[1]] = value
+        elif key.split(".", 1)[0] in NESTED_FLAGS:
+            nested, attr = key.split(".", 1)
+            sections["train"].setdefault(nested, {})[attr] = value
         else:
             sections["train"][key] = value
     try:

@@ -1,7 +1,9 @@
 """Loss curves of a run: python -m train.plot RUN_DIR [--out losses.png]
 
 Reads RUN_DIR/metrics.jsonl (written every --progress-interval steps) and draws
-one panel for the policy/value losses and one for each SSL task.
+one panel for each training loss and each SSL task's loss, and, when the run
+measured them (--eval-every), the held-out metrics of the EMA and raw weights
+(policy top-1 and CE, value MAE, W/D/L accuracy) and each binary SSL task's F1.
 """
 
 from __future__ import annotations
@@ -25,31 +27,63 @@ def read_metrics(path: Path) -> list[dict]:
     return lines
 
 
+def _series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of the lines that have ``key``: training and held-out lines are
+    written at different steps, so each curve has its own x values."""
+    points = [(m["step"], m[key]) for m in metrics
+              if isinstance(m.get(key), int | float) and "step" in m]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+#: Held-out panels: title -> metric (val_ema/<metric> and val_raw/<metric> drawn together).
+HELD_OUT_PANELS = {"held-out policy top-1": "policy_top1", "held-out policy CE": "policy_ce",
+                   "held-out value MAE": "value_mae", "held-out W/D/L accuracy": "wdl_acc"}
+
+
 def plot(metrics: list[dict], out: Path) -> None:
+    """Row 1: policy/value/wdl/SSL losses; then one panel per SSL task's loss; then, when
+    the run measured them (--eval-every), the held-out metrics of the EMA and raw
+    weights and each binary SSL task's held-out F1 (EMA)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [m["step"] for m in metrics]
-    main = [k for k in ("policy", "value", "wdl", "ssl") if any(k in m for m in metrics)]
-    tasks = sorted({k for m in metrics for k in m if k.startswith("ssl_") and k != "ssl_scale"})
-    fig, axes = plt.subplots(1 + (len(tasks) + 3) // 4, 4, figsize=(16, 3.2 * (1 + (len(tasks) + 3) // 4)),
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.set_visible(False)
-    for i, key in enumerate(main):
-        ax = axes[0][i]
-        ax.set_visible(True)
-        ax.plot(steps, [m.get(key, float("nan")) for m in metrics])
-        ax.set_title(f"{key} loss")
-        ax.set_xlabel("step")
-    for i, key in enumerate(tasks):
-        ax = axes[1 + i // 4][i % 4]
-        ax.set_visible(True)
-        ax.plot(steps, [m.get(key, float("nan")) for m in metrics], color="tab:orange")
-        ax.set_title(key.removeprefix("ssl_") + " (SSL)")
-        ax.set_xlabel("step")
+    keys = {k for m in metrics for k in m}
+    main = [k for k in ("policy", "value", "wdl", "ssl") if k in keys]
+    tasks = sorted(k for k in keys if k.startswith("ssl_") and k != "ssl_scale")
+    held = {title: key for title, key in HELD_OUT_PANELS.items()
+            if f"val_ema/{key}" in keys or f"val_raw/{key}" in keys}
+    f1 = sorted(k for k in keys if k.startswith("val_ema/") and k.endswith("_f1"))
+    panels: list[tuple[str, list[tuple[str, str, str]]]] = []  # title, [(key, label, colour)]
+    panels += [(f"{k} loss", [(k, k, "tab:blue")]) for k in main]
+    panels += [(k.removeprefix("ssl_") + " (SSL)", [(k, k, "tab:orange")]) for k in tasks]
+    panels += [(title, [(f"val_ema/{key}", "EMA", "tab:green"),
+                        (f"val_raw/{key}", "raw", "tab:red")]) for title, key in held.items()]
+    if f1:
+        panels.append(("held-out SSL F1 (EMA)",
+                       [(k, k.removeprefix("val_ema/").removesuffix("_f1"), None) for k in f1]))
+    # training losses from row 0, SSL tasks from row 1, held-out figures on rows of their own
+    rows = [panels[:len(main)], *(panels[len(main) + i:len(main) + i + 4]
+                                  for i in range(0, len(tasks), 4))]
+    rest = panels[len(main) + len(tasks):]
+    rows += [rest[i:i + 4] for i in range(0, len(rest), 4)]
+    fig, axes = plt.subplots(len(rows), 4, figsize=(16, 3.2 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(4):
+            ax = axes[r][c]
+            if c >= len(row):
+                ax.set_visible(False)
+                continue
+            title, curves = row[c]
+            for key, label, colour in curves:
+                steps, values = _series(metrics, key)
+                ax.plot(steps, values, label=label, color=colour,
+                        marker="o" if len(steps) < 30 else None, markersize=3)
+            if len(curves) > 1:
+                ax.legend(fontsize=8)
+            ax.set_title(title)
+            ax.set_xlabel("step")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from train import checkpoint as ckpt
@@ -22,11 +22,20 @@ from train import distributed
 from train.config import RunConfig
 from train.curriculum import load_curriculum
 from train.distributed import Dist
+from train.ema import ema_weights, make_ema
 from train.expand import IGNORE_INDEX, INPUT_FORMAT_VERSION
 from train.loader import BatchLoader
-from train.losses import SSLWeights, policy_loss, ssl_losses_chunked, value_loss, wdl_loss
+from train.losses import (
+    SSLPositiveWeights,
+    SSLWeights,
+    policy_loss,
+    ssl_losses_chunked,
+    value_loss,
+    wdl_loss,
+)
 from train.model import ChessNet, ModelConfig
 from train.monitor import Heartbeat, MemoryMonitor, MetricsLog, memory_figures
+from train.validation import Validation
 
 log = logging.getLogger("train")
 
@@ -86,12 +95,6 @@ def init_from(model: torch.nn.Module, path: str) -> None:
              len(result.unexpected_keys), result.unexpected_keys[:5])
 
 
-def ema_weights(ema: AveragedModel) -> dict:
-    """The EMA model's state dict without AveragedModel's `module.` prefix."""
-    return {k.removeprefix("module."): v for k, v in ema.state_dict().items()
-            if k != "n_averaged"}
-
-
 class StepLosses(torch.nn.Module):
     """The model and its losses as one module, so that a step's whole backward starts from
     one forward. DistributedDataParallel must see that forward: the SSL heads run outside
@@ -104,9 +107,10 @@ class StepLosses(torch.nn.Module):
     the whole batch.
     """
 
-    def __init__(self, model: ChessNet, ssl_weights: SSLWeights):
+    def __init__(self, model: ChessNet, ssl_weights: SSLWeights,
+                 ssl_pos_weights: SSLPositiveWeights | None = None):
         super().__init__()
-        self.model, self.ssl_weights = model, ssl_weights
+        self.model, self.ssl_weights, self.ssl_pos_weights = model, ssl_weights, ssl_pos_weights
 
     def forward(self, x: torch.Tensor, targets: dict[str, torch.Tensor], *, with_ssl: bool,
                 ssl_scale: float, ssl_chunk: int,
@@ -122,7 +126,8 @@ class StepLosses(torch.nn.Module):
         if with_ssl:
             tasks: dict[str, torch.Tensor] = {}
             ssl = ssl_losses_chunked(self.model, out["features"], targets, ssl_chunk,
-                                     self.ssl_weights, task_losses=tasks)
+                                     self.ssl_weights, task_losses=tasks,
+                                     pos_weights=self.ssl_pos_weights)
             if shares is not None:  # plain means over positions: the share is the rows'
                 ssl = ssl * shares["ssl"]
                 tasks = {k: v * shares["ssl"] for k, v in tasks.items()}
@@ -181,8 +186,7 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
     model = model.to(device)
     if cfg.checkpoint_in and state is None:
         init_from(model, cfg.checkpoint_in)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
-                        use_buffers=True)
+    ema = make_ema(model, cfg.ema_decay, cfg.ema_warmup)
 
     # -- optimizer, schedule, precision -------------------------------------------------
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
@@ -213,7 +217,7 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
         raise TrainingError("the processes resumed from different steps: every one must see "
                             "the same checkpoints (on several machines, a shared filesystem)")
     # after the resume: DDP starts every rank from rank 0's weights
-    net = ddp.wrap(StepLosses(model, cfg.ssl_weights),
+    net = ddp.wrap(StepLosses(model, cfg.ssl_weights, cfg.ssl_pos_weights),
                    find_unused_parameters=cfg.ssl_every_n > 1 or cfg.ssl_weight == 0)
 
     def snapshot() -> dict:
@@ -251,11 +255,17 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
     if ddp.enabled:
         log.info("%d processes (%s): global batch %d = %d x %d per process", ddp.world,
                  ddp.backend, loader.global_batch_size, ddp.world, cfg.batch_size)
+    validation = Validation(cfg.shards, device, positions=cfg.eval_positions, seed=cfg.seed,
+                            teacher_mix=cfg.teacher_mix,
+                            policy_from_teacher=cfg.policy_from_teacher) \
+        if cfg.eval_every and ddp.main else None
     sums: dict[str, torch.Tensor] = {}
     window = {"steps": 0, "wait": 0.0, "t0": time.perf_counter()}
     consecutive_nonfinite = 0
+    # a bar on a terminal; elsewhere (a log file, nohup, CI) the log line of every
+    # progress_interval steps reports progress, and frames of a bar would only clutter it
     bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, unit="step",
-               disable=not ddp.main)
+               disable=not ddp.main or not sys.stderr.isatty())
     batches = loader.device_batches(device, teacher_mix=cfg.teacher_mix,
                                     policy_from_teacher=cfg.policy_from_teacher)
 
@@ -314,6 +324,17 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
         bar.update(1)
 
         # -- monitoring and saving ------------------------------------------------------
+        held_out = {}
+        if validation is not None and validation.enabled and (
+                step % cfg.eval_every == 0 or step == cfg.steps):
+            t_eval = time.perf_counter()
+            held_out = validation.measure({"ema": ema.module, "raw": model})
+            window["t0"] += time.perf_counter() - t_eval  # not part of the training speed
+            log.info("step %d held-out (%d positions) | %s", step, validation.positions,
+                     " | ".join(f"{name} top-1 {held_out[f'val_{name}/policy_top1']:.3f} "
+                                f"CE {held_out[f'val_{name}/policy_ce']:.3f} "
+                                f"value MAE {held_out[f'val_{name}/value_mae']:.3f}"
+                                for name in ("ema", "raw")))
         if ddp.main and (step % cfg.progress_interval == 0 or step == cfg.steps
                          or heartbeat.due()):
             n = max(1, window["steps"])
@@ -324,7 +345,7 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
                 "steps_per_s": n / dt, "positions_per_s": n * loader.global_batch_size *
                 cfg.accum_steps / dt, "data_wait_frac": window["wait"] / dt,
                 "phase": loader.schedule.phase_name(loader.step - 1),
-                "nonfinite_total": nonfinite_total, **memory_figures(device),
+                "nonfinite_total": nonfinite_total, **memory_figures(device), **held_out,
             })
             metrics.write(step, line)
             bar.set_postfix(policy=f"{line['policy']:.3f}", value=f"{line['value']:.3f}",
@@ -336,6 +357,8 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
                               or k.startswith("ssl_") and k != "ssl_scale"),
                      line["lr"], line["steps_per_s"], line["rss_mb"], device)
             sums, window = {}, {"steps": 0, "wait": 0.0, "t0": time.perf_counter()}
+        elif held_out:
+            metrics.write(step, held_out)
         if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
             save_intermediate()
         if step % cfg.memory_check_every == 0:

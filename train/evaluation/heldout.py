@@ -42,7 +42,8 @@ from train.expand import IGNORE_INDEX, expand_inputs, expand_targets, from_numpy
 from train.losses import CLASS_TASKS, MAP_TASKS, VALUE_HUBER_DELTA
 from train.model import ChessNet
 
-__all__ = ["METRICS", "Metric", "aggregate", "paired_bootstrap", "position_values"]
+__all__ = ["METRICS", "Metric", "aggregate", "base_rates", "paired_bootstrap",
+           "position_values", "sample_indices"]
 
 #: The value's W/D/L cut: > WDL_CUT is a win, < -WDL_CUT a loss, else a draw.
 WDL_CUT = 1.0 / 3.0
@@ -145,6 +146,29 @@ def position_values(net: ChessNet, block: schema.Block, device: torch.device, *,
             bar.update(stop - start)
     return {k: (np.concatenate(num) if num else np.zeros(0), np.concatenate(den) if den
                 else np.zeros(0)) for k, (num, den) in parts.items()}
+
+
+def sample_indices(n: int, limit: int | None, seed: int = 0) -> np.ndarray | None:
+    """Sorted indices of a seeded random sample of ``limit`` of ``n`` positions, or None
+    (all of them) when ``limit`` is None, 0 or at least ``n``."""
+    if not limit or limit >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
+def base_rates(block: schema.Block, *, batch_size: int = 4096) -> dict[str, float]:
+    """Share of set squares of each binary SSL task (over its maps and the 64 squares):
+    the F1 of a head is read against how rare its positives are."""
+    n = schema.block_len(block)
+    set_squares = dict.fromkeys(MAP_TASKS, 0)
+    total = dict.fromkeys(MAP_TASKS, 0)
+    for start in range(0, n, batch_size):
+        t = expand_targets(from_numpy(schema.take(block, slice(start, min(n, start + batch_size)))))
+        for task in MAP_TASKS:
+            set_squares[task] += int(t[task].sum())
+            total[task] += t[task].numel()
+    return {task: set_squares[task] / total[task] if total[task] else float("nan")
+            for task in MAP_TASKS}
 
 
 def _ratio(num: np.ndarray, den: np.ndarray, empty: float) -> np.ndarray:
