@@ -24,6 +24,11 @@ def shared_data() -> Path | None:
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataengine" / "sample_data"
+#: The part of the sample data the tests build from (the first 200 games, the first 300
+#: puzzles, one opening file): `make shards` reads all of SAMPLE, which takes longer.
+SAMPLE_FILES = [SAMPLE / "sf_selfplay_200.pgn", SAMPLE / "lichess_puzzles_300.csv",
+                SAMPLE / "openings_a.tsv"]
+SAMPLE_INPUTS = [str(p) for p in SAMPLE_FILES]
 
 
 @dataclass

@@ -60,7 +60,7 @@ def loopback_interface() -> str:
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed") / "shards"
-    build([str(naive.SAMPLE)], out, quiet=True)
+    build(naive.SAMPLE_INPUTS, out, quiet=True)
     return out
 
 

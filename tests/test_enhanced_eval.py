@@ -78,7 +78,7 @@ def workdir(tmp_path_factory):
     with open(path / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (path / "done").exists():
-            build([str(naive.SAMPLE)], path / "shards", quiet=True)
+            build(naive.SAMPLE_INPUTS, path / "shards", quiet=True)
             train(load_run_config(None, {**TRAIN, "shards": str(path / "shards"),
                                          "checkpoint_out": str(path / "tiny.pt"),
                                          "run_dir": str(path / "runs")}))

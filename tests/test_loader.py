@@ -37,7 +37,7 @@ from train.loader import (
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     out = tmp_path_factory.mktemp("loader") / "shards"
-    build([str(naive.SAMPLE)], out, cfg=BuildConfig(block_records=1024, blocks_per_shard=2),
+    build(naive.SAMPLE_INPUTS, out, cfg=BuildConfig(block_records=1024, blocks_per_shard=2),
           quiet=True)
     return out
 
