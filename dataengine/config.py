@@ -7,7 +7,11 @@ unknown keys and values of the wrong type are errors that name the key.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -172,6 +176,32 @@ def load_build_config(path: str | Path | None) -> BuildConfig:
     if path is None:
         return BuildConfig()
     return load_section(BuildConfig, read_yaml(path).get("data"), "data")
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass ``cls`` (and its bases), one line each:
+    the string literal that follows the field in the class body. Config classes document
+    their fields this way, and command-line help is made from the same text.
+
+    >>> field_docs(BuildConfig)["val_fraction"].split(",")[0]
+    'Share of games (never positions) that go to the validation split'
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):  # no source (frozen, interactive): no help, no harm
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:], strict=False):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
 
 
 def to_dict(obj: Any) -> dict:

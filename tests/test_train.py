@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dataengine.build import VAL_ZARR, build, read_val_zarr
-from dataengine.config import ConfigError
+from dataengine.config import ConfigError, field_docs
 from tests import naive
 from train import checkpoint as ckpt
 from train.__main__ import main
@@ -162,6 +162,29 @@ def test_every_flag_reaches_the_config():
         assert flag in FLAGS, flag
     for task in ("threat", "pin", "fork", "pawn-structure", "king-safety"):
         assert FLAGS[f"ssl-{task}-pos-weight"] == f"ssl_pos_weights.{task.replace('-', '_')}"
+
+
+def test_every_flag_has_help_from_its_docstring():
+    ap = argparse.ArgumentParser()
+    add_flags(ap)
+    docs = field_docs(TrainConfig)
+    for action in ap._actions:
+        if action.dest == "help":
+            continue
+        words = " ".join((action.help or "").split())
+        assert len(words.partition("(default")[0]) > 15, action.option_strings  # says what
+        if action.dest in docs:
+            assert words.startswith(docs[action.dest]), action.option_strings
+    assert "0 = results only" in ap._option_string_actions["--teacher-mix"].help
+    pin = ap._option_string_actions["--ssl-pin-pos-weight"].help
+    assert "(default: 10.0)" in pin
+
+
+def test_every_evaluator_flag_has_help():
+    from train.enhanced_eval import parser
+
+    for action in parser()._actions:
+        assert action.help, action.option_strings
 
 
 def test_seed_defaults():

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataengine.config import ConfigError, load_section, read_yaml
+from dataengine.config import ConfigError, field_docs, load_section, read_yaml
 from train.loader import LoaderConfig
 from train.losses import SSLPositiveWeights, SSLWeights
 from train.model import ModelConfig
@@ -50,14 +50,21 @@ class TrainConfig:
     ssl_pos_weights: SSLPositiveWeights = field(default_factory=SSLPositiveWeights)
     """Positive weight of each binary SSL task's cross-entropy (set squares are rare)."""
     ssl_every_n: int = 1
-    """Compute the SSL loss every N steps (2 halves its cost)."""
+    """Compute the SSL loss on every N-th step only (2 halves its cost; the other steps
+    train policy and value alone)."""
     ssl_chunk_size: int = 128
-    """SSL heads run over chunks of this many positions, to cap peak memory."""
+    """Positions per chunk of the SSL heads: they run, and are recomputed in backward
+    (activation checkpointing), over chunks of this many positions, so peak memory holds
+    one chunk's SSL activations instead of the batch's. Halved by itself when memory is
+    critical. Smaller saves memory at a little speed; the result is the same."""
     teacher_mix: float = 0.5
-    """Value target: weight of the teacher eval against the game result where a record has
-    both (0 = results only, 1 = teacher evals only)."""
+    """Value target where a record has both a game result (+1/0/-1) and a teacher
+    (engine) eval: (1 - teacher_mix) x result + teacher_mix x tanh(cp ln10 / 800) (an
+    expected score; a mate is +-1); a record with only one of them uses it alone.
+    0 = results only, 1 = teacher evals wherever known."""
     policy_from_teacher: bool = True
-    """Policy target: the teacher's best move where known, else the move played."""
+    """Policy target: the teacher's (Stockfish's, from `make teacher`) best move where a
+    record has one, else the move played in the game or puzzle line."""
     grad_clip_norm: float = 0.5
     """Clip the gradient norm to this every step (0 = no clipping)."""
     accum_steps: int = 1
@@ -65,7 +72,8 @@ class TrainConfig:
     use_amp: bool = False
     """Mixed precision: fp16 with a grad scaler on CUDA and MPS, bf16 autocast on CPU."""
     max_nonfinite: int = 20
-    """Stop (after saving a checkpoint) after this many consecutive non-finite losses."""
+    """A step whose loss is NaN or inf is skipped (no update, its data stays used); after
+    this many such steps in a row the run saves a checkpoint and stops with an error."""
     curriculum: str = "stockfish"
     """Named curriculum (config.yaml `curricula:` or built in: stockfish, uniform)."""
     shards: str = "shards"
@@ -79,11 +87,13 @@ class TrainConfig:
     save_every: int = 5000
     """Save an intermediate checkpoint every N steps (0 = only the final one)."""
     keep_checkpoints: int = 3
-    """How many intermediate checkpoints to keep (oldest deleted first; 0 = all)."""
+    """How many intermediate <prefix>_step<N>.pt checkpoints to keep, the oldest deleted
+    first (0 = all); the final checkpoint_out is never deleted."""
     auto_resume: bool = False
     """Continue from the latest intermediate checkpoint of this prefix, if there is one."""
     progress_interval: int = 100
-    """Write a metrics line every N steps."""
+    """Every N steps: a metrics line (losses, lr, steps/s, data wait, memory) in
+    metrics.jsonl, TensorBoard and the log."""
     eval_every: int = 1000
     """Every N steps (and at the last step) measure the EMA and the raw weights on the
     validation split (policy top-1/CE, value MAE, W/D/L, SSL F1) into metrics.jsonl and
@@ -92,7 +102,8 @@ class TrainConfig:
     """Validation positions that --eval-every measures: a fixed seeded sample of this
     many when the split is larger (0 = the whole split)."""
     heartbeat_seconds: float = 300.0
-    """Log a heartbeat (step, losses, memory, lr, device) this often."""
+    """Log a heartbeat (step, losses, memory, lr, device) at least every this many seconds,
+    however long the progress interval (0 = only at the progress interval)."""
     memory_check_every: int = 1000
     """Check memory (and clear caches) every N steps."""
     memory_warning: float = 0.85
@@ -161,10 +172,16 @@ def _flag_fields() -> dict[str, str]:
 FLAGS = _flag_fields()
 
 
+METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
 def add_flags(ap: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (and per SSL task weight), defaulting to None so that
-    only flags given on the command line override the config file."""
+    only flags given on the command line override the config file. Each flag's help is
+    its field's docstring (one source for the code, config.yaml and --help)."""
     defaults = TrainConfig()
+    docs = field_docs(TrainConfig)
+    nested_docs = {nested: field_docs(type(getattr(defaults, nested))) for nested in NESTED_FLAGS}
     for flag, name in FLAGS.items():
         if "." in name:
             nested, attr = name.split(".")
@@ -172,19 +189,21 @@ def add_flags(ap: argparse.ArgumentParser) -> None:
         else:
             obj, attr = defaults, name
         default = getattr(obj, attr)
+        doc = (nested_docs[nested] if "." in name else docs).get(attr, "")
         kind = type(default) if default is not None else str
+        text = f"{doc} (default: {default})".strip().replace("%", "%%")
         if kind is bool:
             ap.add_argument(f"--{flag}", dest=name, action=argparse.BooleanOptionalAction,
-                            default=None, help=f"(default {default})")
+                            default=None, help=text)
         else:
-            ap.add_argument(f"--{flag}", dest=name, type=kind, default=None, metavar="X",
-                            help=f"(default {default})")
-    ap.add_argument("--blocks", dest="model.blocks", type=int, default=None,
-                    help="residual blocks of a new model")
-    ap.add_argument("--channels", dest="model.channels", type=int, default=None,
-                    help="channels of a new model")
-    ap.add_argument("--workers", dest="loader.workers", type=int, default=None,
-                    help="DataLoader worker processes")
+            ap.add_argument(f"--{flag}", dest=name, type=kind, default=None,
+                            metavar=METAVARS.get(kind, "X"), help=text)
+    for flag, section, cls in (("blocks", "model", ModelConfig), ("channels", "model", ModelConfig),
+                               ("workers", "loader", LoaderConfig)):
+        default = getattr(cls(), flag)
+        text = f"{field_docs(cls).get(flag, '')} (default: {default})".replace("%", "%%")
+        ap.add_argument(f"--{flag}", dest=f"{section}.{flag}", type=int, default=None,
+                        metavar="N", help=text)
 
 
 def load_run_config(path: str | Path | None, overrides: dict | None = None) -> RunConfig:

@@ -13,8 +13,10 @@
 Instead of a checkpoint path, --model-a/--model-b take a baseline: `random` (uniform
 legal move), `material` (one-ply greedy on material) or `stockfish` (the Debian
 package, --stockfish-nodes per move). Baselines have no held-out metrics.
-Checkpoints are evaluated with their EMA weights unless --no-ema (the EMA of a run
-much shorter than 1 / (1 - ema_decay) steps is still mostly its initial weights).
+Checkpoints are evaluated with their EMA weights unless --no-ema (a run trained without
+the EMA warm-up, train.ema, keeps most of its initial weights in the EMA for about
+1 / (1 - ema_decay) steps; the report says so). Each binary SSL task's F1 is shown next
+to its base rate, the share of set squares in the validation split.
 
 Exit status 2 with a one-line `error: ...` for a bad checkpoint, models of different
 input formats, a missing validation split or opening book.
@@ -67,7 +69,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--model-a", required=True, help="checkpoint path, or random|material|stockfish")
     ap.add_argument("--model-b", required=True, help="checkpoint path, or random|material|stockfish")
     ap.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
-    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                    help="where the networks run (auto: MPS, then CUDA, then CPU)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's; 1 is often fastest for the "
                          "small batches of a match)")
@@ -80,7 +83,8 @@ def parser() -> argparse.ArgumentParser:
                       help="a seeded random subset of this many validation positions")
     held.add_argument("--bootstrap", type=int, default=1000,
                       help="bootstrap resamples for the A - B intervals (0 = none)")
-    held.add_argument("--batch-size", type=int, default=512)
+    held.add_argument("--batch-size", type=int, default=512,
+                      help="positions per network call, held-out and in matches")
     held.add_argument("--teacher-mix", type=float, default=None,
                       help="value target blend (default: model A's training config, else B's, "
                            f"else {TrainConfig().teacher_mix})")
@@ -92,13 +96,15 @@ def parser() -> argparse.ArgumentParser:
     match.add_argument("--openings", default=DEFAULT_BOOK, help="opening book TSV (eco, name, pgn)")
     match.add_argument("--sims", type=int, default=0,
                        help="PUCT simulations a move for checkpoints (0 = best policy move)")
-    match.add_argument("--cpuct", type=float, default=1.5)
+    match.add_argument("--cpuct", type=float, default=1.5,
+                       help="PUCT exploration constant of --sims (higher explores more)")
     match.add_argument("--max-plies", type=int, default=200,
                        help="game length cap in plies, book moves included")
     match.add_argument("--adjudicate", choices=("draw", "material"), default="draw",
                        help="result of a game at the ply cap: a draw, or a win for a lead "
                             "of 3+ points of material")
-    match.add_argument("--stockfish-nodes", type=int, default=1000)
+    match.add_argument("--stockfish-nodes", type=int, default=1000,
+                       help="nodes a move of the `stockfish` baseline (1 thread)")
     match.add_argument("--pgn", default=None, help="write the games here")
     ap.add_argument("--report", default=None, help="write the JSON report here")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -174,7 +180,7 @@ def run_heldout(args: argparse.Namespace, models: dict[str, LoadedModel | None],
         policy_from_teacher=from_teacher, progress=not args.quiet, desc=f"held-out {side}")
         for side, m in present.items()}
     out = {"path": str(path), "positions": n, "teacher_mix": mix,
-           "policy_from_teacher": from_teacher,
+           "policy_from_teacher": from_teacher, "base_rates": heldout.base_rates(block),
            "metrics": {side: heldout.aggregate(v) for side, v in values.items()},
            "no_metrics": [side for side in models if models[side] is None]}
     if len(values) == 2:
