@@ -550,6 +550,11 @@ def main(argv: list[str] | None = None) -> int:
     except (BuildError, ConfigError, readers.ReaderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only output: the build resumes when rerun
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot write{where}: {e.strerror or e}; what was built is kept, the "
+              "same command resumes", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -3,11 +3,13 @@ worker counts, resume after SIGKILL, bad input, the repeat cap and the split."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -305,3 +307,35 @@ def test_val_split_holds_the_minimum_of_whole_games(tmp_path):
     assert schema.block_len(val) < 0.25 * manifest["records"]
     assert not set(train["game_id"].tolist()) & set(val["game_id"].tolist())
     assert schema.block_len(read_val_zarr(tmp_path / "out" / "val.zarr")) == schema.block_len(val)
+
+
+def test_disk_full_while_writing_a_shard_leaves_no_partial_shard(tmp_path, monkeypatch, capsys):
+    import dataengine.build as build_module
+    from dataengine.fileio import atomic_write_with
+
+    written = []
+
+    def full_after_two_shards(path, data):
+        if Path(path).name.startswith("shard-") and len(written) >= 2:
+            def half(f):
+                f.write(data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            atomic_write_with(path, half)
+        atomic_write_with(path, lambda f: f.write(data))
+        if Path(path).name.startswith("shard-"):
+            written.append(path)
+
+    monkeypatch.setattr(build_module, "atomic_write", full_after_two_shards)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  block_records: 1024\n  blocks_per_shard: 2\n")
+    out = tmp_path / "out"
+    code = main([*naive.SAMPLE_INPUTS, "--out", str(out), "--config", str(cfg), "--quiet",
+                 "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1
+    shards = sorted((out / "train").glob("*"))
+    assert [p.name for p in shards] == ["shard-000000.tar", "shard-000001.tar"]  # no temp files
+    for p in shards:  # whole tars only
+        with tarfile.open(p) as tar:
+            assert len(tar.getmembers()) == 2
+    assert not (out / "manifest.json").exists()

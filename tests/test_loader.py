@@ -214,6 +214,36 @@ def test_corrupt_shard_is_reported_by_name_and_skipped(shards, tmp_path, caplog)
     assert any("shard-000002.tar" in r.getMessage() for r in caplog.records)
 
 
+def test_truncated_shard_reason_is_in_words(shards, tmp_path):
+    cut = tmp_path / "cut.tar"
+    data = (shards / "train" / "shard-000000.tar").read_bytes()
+    cut.write_bytes(data[: len(data) // 2 + 77])
+    with pytest.raises(schema.ShardFormatError) as e:
+        read_shard(str(cut))
+    message = str(e.value)
+    assert message == f"{cut}: not a whole tar file (unexpected end of data)", message
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_unreadable_shards_stop_training_with_one_clean_line(shards, tmp_path, capsys, workers):
+    from train.__main__ import main
+
+    copy = tmp_path / "s"
+    shutil.copytree(shards, copy)
+    for tar in (copy / "train").glob("*.tar"):
+        tar.write_bytes(tar.read_bytes()[:1000])
+    code = main(["--shards", str(copy), "--steps", "2", "--device", "cpu", "--workers",
+                 str(workers), "--blocks", "1", "--channels", "8", "--eval-every", "0",
+                 "--no-tensorboard", "--checkpoint-out", str(tmp_path / "ck" / "x.pt"),
+                 "--run-dir", str(tmp_path / "runs")])
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("error: no readable shard holds stream"), errors[0]
+    assert "Traceback" not in errors[0] and "worker process" not in errors[0]
+    assert "not a whole tar file" in errors[0]
+
+
 def test_ranks_split_the_global_batch_by_rows(shards):
     def loader(batch_size, rank=0, world=1):
         return BatchLoader(shards, load_curriculum("uniform"), steps=10, batch_size=batch_size,

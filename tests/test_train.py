@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import signal
 import struct
@@ -79,6 +80,43 @@ def test_exact_resume_is_bit_identical(shards, tmp_path):
         for k in want[part]:
             assert torch.equal(want[part][k], got[part][k]), (part, k)
     assert got["loader"] == want["loader"]
+
+
+def test_auto_resume_skips_a_truncated_newest_checkpoint(shards, tmp_path, caplog):
+    ref = tmp_path / "ref"
+    train(run_config(shards, ref, steps=12, save_every=4, keep_checkpoints=0))
+    broken = tmp_path / "broken"
+    (broken / "ck").mkdir(parents=True)
+    for step in (4, 8):  # a run killed after step 8, its last checkpoint cut short
+        src = ckpt.step_path(ref / "ck", "pretrained", step)
+        (broken / "ck" / src.name).write_bytes(src.read_bytes())
+    newest = ckpt.step_path(broken / "ck", "pretrained", 8)
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 3])
+    with caplog.at_level("INFO", logger="train"):
+        train(run_config(shards, broken, steps=12, save_every=4, auto_resume=True))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("skipping pretrained_step00000008.pt" in m for m in messages), messages
+    assert any("resuming from" in m and "step00000004" in m for m in messages)
+    want, got = params(ref / "ck" / "final.pt"), params(broken / "ck" / "final.pt")
+    assert all(torch.equal(want[k], got[k]) for k in want)  # as if never interrupted
+
+
+def test_a_failed_checkpoint_write_leaves_no_file(tmp_path, monkeypatch):
+    path = tmp_path / "ck" / "a.pt"
+    ckpt.save(path, {"x": torch.ones(3)})
+    before = path.read_bytes()
+
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"\0" * 1000)  # half a checkpoint, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        ckpt.save(path, {"x": torch.zeros(3)})
+    with pytest.raises(OSError):
+        ckpt.save(tmp_path / "ck" / "b.pt", {"x": torch.zeros(3)})
+    assert path.read_bytes() == before  # the old checkpoint is untouched
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["a.pt"]  # no temp files
 
 
 def test_checkpoint_contents_load_weights_only(shards, tmp_path):

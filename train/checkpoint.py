@@ -8,7 +8,7 @@ weights_only=True)`` reads it back (no pickle of arbitrary objects).
 
 from __future__ import annotations
 
-import os
+import logging
 import random
 import re
 from pathlib import Path
@@ -16,21 +16,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dataengine.fileio import atomic_write_with
+
+
+log = logging.getLogger("train")
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, or does not fit the model."""
 
 
 def save(path: str | Path, state: dict) -> None:
-    """torch.save to a temp file, fsync, rename: a crash never leaves half a checkpoint."""
+    """torch.save to a temp file, fsync, rename, fsync the directory: a crash or a full
+    disk never leaves half a checkpoint under ``path`` (nor a temp file beside it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda f: torch.save(state, f))
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> dict:
@@ -62,6 +63,20 @@ def intermediate(directory: Path, prefix: str) -> list[tuple[int, Path]]:
 def latest(directory: Path, prefix: str) -> Path | None:
     found = intermediate(directory, prefix)
     return found[-1][1] if found else None
+
+
+def latest_loadable(directory: Path, prefix: str,
+                    device: str | torch.device = "cpu") -> tuple[Path, dict] | tuple[None, None]:
+    """The newest intermediate checkpoint of ``prefix`` that loads, and its state; newer
+    ones that do not (truncated by a full disk, damaged) are skipped with a warning that
+    names them and says why. (None, None) when there is none."""
+    for _, path in reversed(intermediate(directory, prefix)):
+        try:
+            return path, load(path, device)
+        except CheckpointError as e:
+            log.warning("auto-resume: skipping %s, it does not load (%s)", path.name,
+                        " ".join(str(e).split())[:300])
+    return None, None
 
 
 def prune(directory: Path, prefix: str, keep: int) -> None:

@@ -46,6 +46,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import tarfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,10 +149,32 @@ def read_shard(path: str) -> schema.Block:
     # every process reads whole shards itself: no webdataset splitting by node or worker
     dataset = wds.WebDataset(path, shardshuffle=False, empty_check=False,
                              nodesplitter=None, workersplitter=None)
-    blocks = list(dataset.map(schema.decode_sample))
+    try:
+        blocks = list(dataset.map(schema.decode_sample))
+    except tarfile.TarError as e:
+        raise schema.ShardFormatError(f"{path}: not a whole tar file ({_tar_reason(e)})") from None
     if not blocks:
         raise schema.ShardFormatError(f"{path}: no blocks")
     return schema.concat_blocks(blocks)
+
+
+def _tar_reason(e: Exception) -> str:
+    """tarfile's reason in words: webdataset re-raises it with its args as a tuple
+    (message @ stream, stream, url), whose repr is no message for a person."""
+    first = e.args[0] if e.args else str(e)
+    return str(first).split(" @ ")[0] if isinstance(first, str) else str(e)
+
+
+def worker_error_message(e: BaseException) -> str:
+    """The message of an error raised in a DataLoader worker, without the worker's
+    traceback that PyTorch puts around it ("Caught X in DataLoader worker process 0.
+    Original Traceback ...: X: message")."""
+    text = str(e)
+    if "Original Traceback" not in text:
+        return text
+    name = re.escape(type(e).__name__)
+    found = list(re.finditer(rf"^(?:[\w.]+\.)?{name}: ", text, re.M))
+    return text[found[-1].end():].strip() if found else text.strip().splitlines()[-1]
 
 
 def shard_index(shards_dir: str | Path, split: str = "train") -> list[ShardInfo]:
@@ -293,7 +317,7 @@ class StreamReader:
         try:
             block = read_shard(path)
         except Exception as e:  # a bad shard must not stop training: report and skip it
-            self.bad_shards[path] = str(e)
+            self.bad_shards[path] = str(e) if path in str(e) else f"{path}: {e}"
             log.warning("skipping unreadable shard %s: %s", path, e)
             return None
         streams = stream_of(block)
@@ -330,8 +354,8 @@ class StreamReader:
             else:
                 guard += 1
                 if guard > len(windows) * 2 + 2:
-                    raise DataError(f"no readable shard holds stream {STREAMS.names[stream]}: "
-                                    f"{self.bad_shards}")
+                    raise DataError(f"no readable shard holds stream {STREAMS.names[stream]}; "
+                                    f"unreadable: {'; '.join(self.bad_shards.values())}")
             pos += k
         return pieces
 
@@ -443,6 +467,14 @@ class LoaderConfig:
             raise ValueError(f"loader.workers must be >= 0, got {self.workers!r}")
 
 
+def _clean_worker_errors(source):
+    """``source``'s items; a DataError from a worker re-raised as one clean message."""
+    try:
+        yield from source
+    except DataError as e:
+        raise DataError(worker_error_message(e)) from None
+
+
 def _as_is(chunk):  # DataLoader's collate_fn: chunks are made whole by the dataset
     return chunk
 
@@ -529,7 +561,7 @@ class BatchLoader:
         else:
             source = iter(dataset)
         expected = self.step
-        for start, n, rows in source:
+        for start, n, rows in _clean_worker_errors(source):
             assert start == expected, f"loader out of order: got step {start}, not {expected}"
             expected += n
             yield start, n, torch.from_numpy(rows) if ring is None else ring[rows]

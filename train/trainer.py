@@ -173,8 +173,8 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
     run_dir = Path(cfg.run_dir) / cfg.checkpoint_prefix
 
     # -- model, or resume ---------------------------------------------------------------
-    resume_path = ckpt.latest(out_dir, cfg.checkpoint_prefix) if cfg.auto_resume else None
-    state = ckpt.load(resume_path) if resume_path else None
+    resume_path, state = (ckpt.latest_loadable(out_dir, cfg.checkpoint_prefix)
+                          if cfg.auto_resume else (None, None))
     if state is not None:
         # the model's shape comes from the checkpoint, not from the command line
         run = dataclasses.replace(run, model=ModelConfig(**state["config"]["model"]))
