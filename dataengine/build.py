@@ -42,6 +42,7 @@ from dataengine import readers, schema
 from dataengine.buckets import assign_buckets
 from dataengine.config import BuildConfig, ConfigError, load_build_config, to_dict
 from dataengine.fileio import atomic_write, sha256_file, tar_bytes
+from dataengine.shm import remove_stale_semaphores
 
 MANIFEST = "manifest.json"
 SKIP_LOG = "skipped.log"
@@ -543,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
     ap.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     args = ap.parse_args(argv)
+    remove_stale_semaphores()  # left by killed runs (kill -9 takes the tracker too)
     try:
         cfg = load_build_config(args.config)
         build(args.inputs, args.out, workers=args.workers, cfg=cfg, force=args.force,

@@ -44,6 +44,7 @@ import chess.engine
 import chess.pgn
 from tqdm import tqdm
 
+from dataengine.shm import remove_stale_semaphores
 from dataengine.teacher import TeacherError, find_stockfish, open_engine, worker_lifetime
 
 DEFAULT_OPENINGS = Path(__file__).resolve().parent / "sample_data" / "openings_a.tsv"
@@ -309,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="Stockfish binary (default: stockfish on PATH or /usr/games/stockfish)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = ap.parse_args(argv)
+    remove_stale_semaphores()  # left by killed runs (kill -9 takes the tracker too)
     try:
         cfg = SelfPlayConfig(nodes=args.nodes, multipv_prob=args.multipv_prob,
                              max_plies=args.max_plies, seed=args.seed)

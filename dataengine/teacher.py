@@ -73,6 +73,7 @@ from tqdm import tqdm
 
 from dataengine import schema
 from dataengine.fileio import atomic_write, sha256_file, tar_bytes
+from dataengine.shm import remove_stale_semaphores
 
 ENGINE_OPTIONS = {"Threads": 1, "Hash": 4}
 """One thread makes a node-limited search deterministic. A 4 MB hash because `ucinewgame`
@@ -754,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="Stockfish binary (default: stockfish on PATH or /usr/games/stockfish)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = ap.parse_args(argv)
+    remove_stale_semaphores()  # left by killed runs (kill -9 takes the tracker too)
     try:
         summary = annotate(args.shards, nodes=args.nodes, fraction=args.fraction,
                            workers=args.workers, cache=args.cache, overwrite=args.overwrite,

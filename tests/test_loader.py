@@ -31,6 +31,7 @@ from train.loader import (
     read_shard,
     shard_index,
     to_rows,
+    verify_shards,
 )
 
 
@@ -242,6 +243,32 @@ def test_unreadable_shards_stop_training_with_one_clean_line(shards, tmp_path, c
     assert errors[0].startswith("error: no readable shard holds stream"), errors[0]
     assert "Traceback" not in errors[0] and "worker process" not in errors[0]
     assert "not a whole tar file" in errors[0]
+
+
+def test_verify_shards_finds_damage_before_the_first_step(shards, tmp_path, capsys):
+    from train.__main__ import main
+
+    copy = tmp_path / "s"
+    shutil.copytree(shards, copy)
+    assert verify_shards(copy) == len(list(copy.glob("*/*.tar")))
+    flipped = copy / "train" / "shard-000001.tar"
+    data = bytearray(flipped.read_bytes())
+    data[-2000] ^= 1  # one bit: a size check alone would not see it
+    flipped.write_bytes(bytes(data))
+    cut = copy / "val" / "shard-000000.tar"
+    cut.write_bytes(cut.read_bytes()[:5000])
+    with pytest.raises(DataError) as e:
+        verify_shards(copy)
+    message = str(e.value)
+    assert message.startswith("2 of ")
+    assert "train/shard-000001.tar: sha256" in message and "val/shard-000000.tar: 5,000 bytes" in message
+    args = ["--shards", str(copy), "--steps", "2", "--device", "cpu", "--workers", "0",
+            "--blocks", "1", "--channels", "8", "--eval-every", "0", "--no-tensorboard",
+            "--checkpoint-out", str(tmp_path / "ck" / "x.pt"), "--run-dir", str(tmp_path / "r")]
+    assert main([*args, "--verify-shards"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "do not match the manifest" in err[0]
+    assert not (tmp_path / "ck").exists()  # stopped before any step
 
 
 def test_ranks_split_the_global_batch_by_rows(shards):

@@ -78,6 +78,10 @@ class TrainConfig:
     """Named curriculum (config.yaml `curricula:` or built in: stockfish, uniform)."""
     shards: str = "shards"
     """Directory with manifest.json from `make shards`."""
+    verify_shards: bool = False
+    """Before the first step, check every shard file's size and sha256 against the
+    manifest and stop with the list of bad files (reads every shard once: about a second
+    per GB), so that damage is found before hours of training rather than in the middle."""
     checkpoint_in: str | None = None
     """Initialise the weights from this checkpoint (a new run; missing/unexpected keys reported)."""
     checkpoint_out: str = "checkpoints/pretrained.pt"

@@ -57,6 +57,7 @@ import torch
 import webdataset as wds
 
 from dataengine import schema
+from dataengine.fileio import shard_file_problem
 from train.curriculum import STREAMS, Curriculum, Schedule
 from train.expand import expand_async
 from train.malloc import retain_freed_memory
@@ -177,11 +178,8 @@ def worker_error_message(e: BaseException) -> str:
     return text[found[-1].end():].strip() if found else text.strip().splitlines()[-1]
 
 
-def shard_index(shards_dir: str | Path, split: str = "train") -> list[ShardInfo]:
-    """The shards of a split with their per-stream record counts, from the manifest: each
-    shard's records per bucket, split by its ``teacher`` counts (records with a teacher
-    eval, written by the build and kept current by `make teacher`)."""
-    root = Path(shards_dir)
+def read_manifest(root: Path) -> dict:
+    """The manifest of a shards directory, checked for its format version."""
     manifest_path = root / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -192,7 +190,31 @@ def shard_index(shards_dir: str | Path, split: str = "train") -> list[ShardInfo]
     if manifest.get("format_version") != schema.FORMAT_VERSION:
         raise DataError(f"{manifest_path}: format version {manifest.get('format_version')!r}, "
                         f"this trainer reads {schema.FORMAT_VERSION}")
-    shards = manifest["splits"][split]["shards"]
+    return manifest
+
+
+def verify_shards(shards_dir: str | Path) -> int:
+    """Check every shard file of every split against the manifest's size and sha256 (what
+    ``--verify-shards`` does before the first step). Returns the number of files checked;
+    raises DataError naming each bad file."""
+    root = Path(shards_dir)
+    entries = [e for split in read_manifest(root)["splits"].values() for e in split["shards"]]
+    problems = [p for p in map(lambda e: shard_file_problem(root, e), entries) if p]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more"
+                                           if len(problems) > 5 else "")
+        raise DataError(f"{len(problems)} of {len(entries)} shard files under {str(root)!r} "
+                        f"do not match the manifest: {shown} (rebuild: make shards, or "
+                        "python -m dataengine.inspect verify for details)")
+    return len(entries)
+
+
+def shard_index(shards_dir: str | Path, split: str = "train") -> list[ShardInfo]:
+    """The shards of a split with their per-stream record counts, from the manifest: each
+    shard's records per bucket, split by its ``teacher`` counts (records with a teacher
+    eval, written by the build and kept current by `make teacher`)."""
+    root = Path(shards_dir)
+    shards = read_manifest(root)["splits"][split]["shards"]
     missing = [s["path"] for s in shards if not (root / s["path"]).is_file()]
     if missing:
         raise DataError(f"the manifest names {len(missing)} missing shard file(s) under "

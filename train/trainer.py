@@ -17,14 +17,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from dataengine.shm import remove_stale_semaphores
 from train import checkpoint as ckpt
 from train import distributed
 from train.config import RunConfig
 from train.curriculum import load_curriculum
-from train.distributed import Dist
+from train.distributed import Dist, env_rank
 from train.ema import ema_weights, make_ema
 from train.expand import IGNORE_INDEX, INPUT_FORMAT_VERSION
-from train.loader import BatchLoader
+from train.loader import BatchLoader, verify_shards
 from train.losses import (
     SSLPositiveWeights,
     SSLWeights,
@@ -159,6 +160,8 @@ def train(run: RunConfig) -> dict:
 
     Under torchrun (WORLD_SIZE > 1) this process is one rank of a data-parallel job:
     the process group is set up here (unless the caller did) and torn down at the end."""
+    if env_rank() == 0:
+        remove_stale_semaphores()  # left by killed runs (kill -9 takes the tracker too)
     ddp = distributed.setup(pick_device(run.train.device))
     try:
         return _train(run, ddp)
@@ -171,6 +174,12 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
     device = ddp.device
     out_dir = Path(cfg.checkpoint_out).parent
     run_dir = Path(cfg.run_dir) / cfg.checkpoint_prefix
+
+    if cfg.verify_shards:
+        t0 = time.perf_counter()
+        n = verify_shards(cfg.shards)
+        log.info("--verify-shards: %d shard files match the manifest (%.1f s)", n,
+                 time.perf_counter() - t0)
 
     # -- model, or resume ---------------------------------------------------------------
     resume_path, state = (ckpt.latest_loadable(out_dir, cfg.checkpoint_prefix)

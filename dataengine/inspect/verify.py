@@ -27,7 +27,7 @@ from tqdm import tqdm
 import labelers
 from dataengine import schema, views
 from dataengine.build import VAL_ZARR
-from dataengine.fileio import sha256_file
+from dataengine.fileio import shard_file_problem
 from dataengine.inspect.records import move_of, name_of, popcount
 from dataengine.inspect.shards import BlockRef, Shards, decode, read_members
 from labelers import MASK_NAMES
@@ -112,17 +112,12 @@ class Verifier:
         path = self.shards.root / name
         self.shard_problems = 0
         self.counts["shards"] += 1
+        problem = shard_file_problem(self.shards.root, entry)
+        if problem:
+            self.problem(problem)
         if not path.is_file():
-            self.problem(f"{name}: shard file missing")
             self.bar.update(int(entry["records"]))
             return
-        size = path.stat().st_size
-        if size != entry["bytes"]:
-            self.problem(f"{name}: {size:,} bytes, the manifest says {entry['bytes']:,}"
-                         + (" (truncated)" if size < entry["bytes"] else ""))
-        elif (digest := sha256_file(path)) != entry["sha256"]:
-            self.problem(f"{name}: sha256 {digest[:16]}..., the manifest says "
-                         f"{entry['sha256'][:16]}...")
         blocks = records = 0
         buckets = Counter()
         complete = True
