@@ -5,8 +5,13 @@ continues the file."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import chess
@@ -16,6 +21,7 @@ import pytest
 
 from dataengine import readers, selfplay, teacher
 from dataengine.selfplay import SelfPlayConfig, format_eval, load_openings, main
+from tests import naive
 
 NODES = 200
 CFG = SelfPlayConfig(nodes=NODES, max_plies=160, seed=7)
@@ -122,6 +128,26 @@ def test_a_cut_off_last_game_is_played_again(four_games, tmp_path):
     summary = selfplay.selfplay(4, out, cfg=CFG, workers=1, quiet=True)
     assert (summary["already_there"], summary["played"]) == (3, 1)
     assert out.read_text() == text
+
+
+def test_sigkill_then_rerun_gives_the_same_file(four_games, tmp_path):
+    out = tmp_path / "games.pgn"
+    cmd = [sys.executable, "-m", "dataengine.selfplay", "--games", "4", "--out", str(out),
+           "--nodes", str(NODES), "--max-plies", str(CFG.max_plies), "--seed", str(CFG.seed),
+           "--workers", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=naive.REPO, start_new_session=True)
+    deadline = time.monotonic() + 120
+    # killed (with its engine: the whole group) once the first game is in the file
+    while not out.exists() or out.read_text().count("[Event ") < 2:
+        assert proc.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert out.read_bytes() != four_games.read_bytes()
+    again = subprocess.run(cmd, cwd=naive.REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert out.read_bytes() == four_games.read_bytes()  # as if it had never been killed
 
 
 def test_max_plies_ends_with_unknown_result(tmp_path):
