@@ -36,12 +36,12 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from dataengine import readers, schema
 from dataengine.buckets import assign_buckets
 from dataengine.config import BuildConfig, ConfigError, load_build_config, to_dict
 from dataengine.fileio import atomic_write, sha256_file, tar_bytes
+from dataengine.progress import progress, tqdm
 from dataengine.shm import remove_stale_semaphores
 
 MANIFEST = "manifest.json"
@@ -206,7 +206,7 @@ def parse_all(tasks: list[Task], work: Path, workers: int, quiet: bool,
               scheduler: str | None = None) -> None:
     todo = [t for t in tasks if not part_paths(work, t.key)[0].exists()]
     done_bytes = sum(t.size for t in tasks) - sum(t.size for t in todo)
-    bar = tqdm(
+    bar = progress(
         total=sum(t.size for t in tasks), initial=done_bytes, unit="B", unit_scale=True,
         desc="parse+label", disable=quiet, dynamic_ncols=True,
     )
@@ -402,7 +402,7 @@ def merge(
     skips: list[list] = []
     per_file = {i: Counter() for i in range(len(files))}
     offset = 0
-    for task, size in zip(tqdm(ordered, desc="write", disable=quiet), sizes, strict=True):
+    for task, size in zip(progress(ordered, desc="write", disable=quiet), sizes, strict=True):
         block = load(task)
         file_skips = json.loads(part_paths(work, task.key)[1].read_text())
         skips += file_skips

@@ -42,8 +42,8 @@ from pathlib import Path
 import chess
 import chess.engine
 import chess.pgn
-from tqdm import tqdm
 
+from dataengine.progress import progress, tqdm
 from dataengine.shm import remove_stale_semaphores
 from dataengine.teacher import TeacherError, find_stockfish, open_engine, worker_lifetime
 
@@ -272,7 +272,7 @@ def selfplay(games: int, out: str | Path, *, cfg: SelfPlayConfig | None = None,
     results: Counter = Counter()
     t0 = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a", encoding="utf-8", newline="\n") as f, tqdm(
+    with open(out, "a", encoding="utf-8", newline="\n") as f, progress(
         total=games, initial=min(start, games), unit="game", desc="self-play",
         disable=quiet, dynamic_ncols=True,
     ) as bar:

@@ -69,10 +69,10 @@ from pathlib import Path
 import chess
 import chess.engine
 import numpy as np
-from tqdm import tqdm
 
 from dataengine import schema
 from dataengine.fileio import atomic_write, sha256_file, tar_bytes
+from dataengine.progress import progress, tqdm
 from dataengine.shm import remove_stale_semaphores
 
 ENGINE_OPTIONS = {"Threads": 1, "Hash": 4}
@@ -676,7 +676,7 @@ def annotate(
                         for _, e in todo)
             db = Cache(Path(cache) if cache else out / DEFAULT_CACHE, f"{name} {ENGINE_OPTIONS}",
                        nodes)
-            with tqdm(total=total, unit="pos", desc="teacher", disable=quiet,
+            with progress(total=total, unit="pos", desc="teacher", disable=quiet,
                       dynamic_ncols=True) as bar:
                 run = _Run(db, engines, bar, overwrite, wdl_model(name), stats, time.perf_counter())
                 for _, entry in todo:

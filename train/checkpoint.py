@@ -18,7 +18,6 @@ import torch
 
 from dataengine.fileio import atomic_write_with
 
-
 log = logging.getLogger("train")
 
 

@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from dataengine import schema
 from dataengine.build import MANIFEST
 
@@ -152,7 +150,7 @@ def iter_blocks(
     total = shards.records(split)
     if limit is not None:
         total = min(total, limit)
-    bar = tqdm(total=total, unit="rec", unit_scale=True, desc=progress,
+    bar = progress(total=total, unit="rec", unit_scale=True, desc=progress,
                disable=None if progress else True, dynamic_ncols=True, leave=False)
     seen = 0
     try:

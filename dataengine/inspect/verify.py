@@ -22,7 +22,6 @@ import tarfile
 from collections import Counter
 
 import numpy as np
-from tqdm import tqdm
 
 import labelers
 from dataengine import schema, views
@@ -30,6 +29,7 @@ from dataengine.build import VAL_ZARR
 from dataengine.fileio import shard_file_problem
 from dataengine.inspect.records import move_of, name_of, popcount
 from dataengine.inspect.shards import BlockRef, Shards, decode, read_members
+from dataengine.progress import progress, tqdm
 from labelers import MASK_NAMES
 
 DEFAULT_SAMPLE = 2000
@@ -45,7 +45,7 @@ class Verifier:
         self.counts = Counter()
         self.val_decoded = 0
         self.zarr = None
-        self.bar = tqdm(total=shards.records("all"), unit="rec", unit_scale=True,
+        self.bar = progress(total=shards.records("all"), unit="rec", unit_scale=True,
                         desc="verify", disable=None, dynamic_ncols=True, leave=False)
 
     # ------------------------------------------------------------------ reporting

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from dataengine import schema
 from train.expand import IGNORE_INDEX, expand_inputs, expand_targets, from_numpy
@@ -133,7 +132,7 @@ def position_values(net: ChessNet, block: schema.Block, device: torch.device, *,
     n = schema.block_len(block)
     parts: dict[str, tuple[list, list]] = {m.key: ([], []) for m in METRICS}
     net.eval()
-    with tqdm(total=n, desc=desc, unit="pos", disable=not progress, dynamic_ncols=True,
+    with progress(total=n, desc=desc, unit="pos", disable=not progress, dynamic_ncols=True,
               leave=False) as bar:
         for start in range(0, n, batch_size):
             stop = min(n, start + batch_size)

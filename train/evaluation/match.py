@@ -34,7 +34,6 @@ from pathlib import Path
 
 import chess
 import chess.pgn
-from tqdm import tqdm
 
 from train.evaluation.players import EvalError, Player, material_balance
 
@@ -195,7 +194,7 @@ def play_match(a: Player, b: Player, pairings: list[tuple[Opening, bool]], *,
         g.check_end(max_plies, adjudicate)
     active = [g for g in games if g.result is None]
     score = {"W": 0, "D": 0, "L": 0}
-    bar = tqdm(total=len(games), initial=len(games) - len(active), desc="match", unit="game",
+    bar = progress(total=len(games), initial=len(games) - len(active), desc="match", unit="game",
                disable=not progress, dynamic_ncols=True, leave=False)
     while active:
         for player, is_a in ((a, True), (b, False)):

@@ -87,9 +87,12 @@ class LoadedModel:
                 f"{self.net.num_parameters():,} parameters{step}")
 
     def _ema_warning(self) -> str:
-        # the EMA starts as a copy of the step-1 weights and keeps decay^(steps - 1) of them
+        # the EMA starts as a copy of the step-1 weights; with a fixed decay it keeps
+        # decay^(steps - 1) of them, with the warm-up (train.ema) next to nothing
         decay = self.train_config.get("ema_decay")
         if self.weights != "ema" or self.step is None or not isinstance(decay, float):
+            return ""
+        if self.train_config.get("ema_warmup", False):
             return ""
         initial = decay ** max(0, self.step - 1)
         if initial < 0.05:

@@ -61,7 +61,8 @@ def format_report(report: dict) -> str:
             out.append(f"  {side} is a baseline ({report['players'][side]['name']}): "
                        "no held-out metrics for it")
         sides = [s for s in ("A", "B") if s in held["metrics"]]
-        header = ["metric", "better", *sides]
+        rates = held.get("base_rates") or {}
+        header = ["metric", "better", *(["base rate"] if rates else []), *sides]
         paired = "diff" in held
         if paired:
             boot = held.get("bootstrap", 0)
@@ -69,7 +70,10 @@ def format_report(report: dict) -> str:
         rows = []
         for key, metric in METRIC_BY_KEY.items():
             better = "higher" if metric.higher_is_better else "lower"
-            row = [metric.label, better, *(_num(held["metrics"][s][key]) for s in sides)]
+            task = key.removesuffix("_f1")
+            rate = [_num(rates[task]) if key.endswith("_f1") and task in rates else ""] \
+                if rates else []
+            row = [metric.label, better, *rate, *(_num(held["metrics"][s][key]) for s in sides)]
             if paired:
                 lo, hi = held["ci95"].get(key, (None, None))
                 ci = "-" if lo is None or math.isnan(lo) else f"[{_num(lo, True)}, {_num(hi, True)}]"
