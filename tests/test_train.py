@@ -238,21 +238,15 @@ def test_seed_defaults():
 
 def test_config_file_errors_name_the_key(tmp_path):
     bad = tmp_path / "c.yaml"
-    bad.write_text("train:\n  batch_sise: 3\n")
-    with pytest.raises(ConfigError, match="train.batch_sise"):
-        load_run_config(bad)
-    bad.write_text("train:\n  lr: fast\n")
-    with pytest.raises(ConfigError, match="train.lr"):
-        load_run_config(bad)
-    bad.write_text("train:\n  ssl_pos_weights: {pin: 0}\n")
-    with pytest.raises(ConfigError, match="SSLPositiveWeights.pin"):
-        load_run_config(bad)
-    bad.write_text("train:\n  ssl_pos_weights: {pins: 2}\n")
-    with pytest.raises(ConfigError, match="train.ssl_pos_weights.pins"):
-        load_run_config(bad)
-    bad.write_text("model:\n  channels: 0\n")
-    with pytest.raises(ConfigError, match="channels"):
-        load_run_config(bad)
+    for text, named in [("train:\n  batch_sise: 3\n", "train.batch_sise"),
+                        ("train:\n  lr: fast\n", "train.lr"),
+                        ("train:\n  ssl_pos_weights: {pin: 0}\n", "SSLPositiveWeights.pin"),
+                        ("train:\n  ssl_pos_weights: {pins: 2}\n", "train.ssl_pos_weights.pins"),
+                        ("train:\n  ssl_weights: {fork: -1}\n", "SSLWeights.fork"),
+                        ("model:\n  channels: 0\n", "channels")]:
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=named):
+            load_run_config(bad)
 
 
 def test_repo_config_yaml_loads():

@@ -17,6 +17,7 @@ the whole set, and pins are rare enough that most batches have none.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +54,25 @@ VALUE_HUBER_DELTA = 1.0
 
 
 @dataclass(kw_only=True)
-class SSLWeights:
+class _PerTask:
+    """A number per SSL task, each checked when made."""
+
+    _ZERO_ALLOWED: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or value < 0 or (value == 0 and not self._ZERO_ALLOWED)):
+                raise ValueError(f"{type(self).__name__}.{f.name} must be a number "
+                                 f"{'>= 0' if self._ZERO_ALLOWED else '> 0'}, got {value!r}")
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class SSLWeights(_PerTask):
     """Weight of each SSL task in :func:`ssl_total` (the seed tool's defaults). The
     overall SSL weight and its warm-up are the trainer's, applied on top."""
 
@@ -72,18 +91,10 @@ class SSLWeights:
     king_safety: float = 0.4
     """Attacked king zone and pawn shield (us, them each): 4 binary maps."""
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"SSLWeights.{f.name} must be a number >= 0, got {value!r}")
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 @dataclass(kw_only=True)
-class SSLPositiveWeights:
+class SSLPositiveWeights(_PerTask):
     """Weight of a set square against an empty one in each binary SSL task's loss (the
     ``pos_weight`` of binary cross-entropy; 1 = plain BCE). The masks are sparse: on the
     sample data a pinned piece is on 0.1% of the squares and a forking piece on 0.05%,
@@ -103,15 +114,7 @@ class SSLPositiveWeights:
     king_safety: float = 2.0
     """Attacked king zone and pawn shield: about 2%."""
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"SSLPositiveWeights.{f.name} must be a number > 0, "
-                                 f"got {value!r}")
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+    _ZERO_ALLOWED: ClassVar[bool] = False
 
 
 assert tuple(f.name for f in fields(SSLPositiveWeights)) == MAP_TASKS

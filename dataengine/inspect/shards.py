@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dataengine import schema
 from dataengine.build import MANIFEST
+from dataengine.progress import progress as progress_bar
 
 SPLIT_CHOICES = (*schema.SPLITS, "all")
 _SHARD_KEYS = {"path": str, "records": int, "bytes": int, "sha256": str, "blocks": int,
@@ -150,7 +151,7 @@ def iter_blocks(
     total = shards.records(split)
     if limit is not None:
         total = min(total, limit)
-    bar = progress(total=total, unit="rec", unit_scale=True, desc=progress,
+    bar = progress_bar(total=total, unit="rec", unit_scale=True, desc=progress,
                disable=None if progress else True, dynamic_ncols=True, leave=False)
     seen = 0
     try:

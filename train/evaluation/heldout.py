@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from dataengine import schema
+from dataengine.progress import progress as progress_bar
 from train.expand import IGNORE_INDEX, expand_inputs, expand_targets, from_numpy
 from train.losses import CLASS_TASKS, MAP_TASKS, VALUE_HUBER_DELTA
 from train.model import ChessNet
@@ -132,7 +133,7 @@ def position_values(net: ChessNet, block: schema.Block, device: torch.device, *,
     n = schema.block_len(block)
     parts: dict[str, tuple[list, list]] = {m.key: ([], []) for m in METRICS}
     net.eval()
-    with progress(total=n, desc=desc, unit="pos", disable=not progress, dynamic_ncols=True,
+    with progress_bar(total=n, desc=desc, unit="pos", disable=not progress, dynamic_ncols=True,
               leave=False) as bar:
         for start in range(0, n, batch_size):
             stop = min(n, start + batch_size)

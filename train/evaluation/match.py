@@ -35,6 +35,7 @@ from pathlib import Path
 import chess
 import chess.pgn
 
+from dataengine.progress import progress as progress_bar
 from train.evaluation.players import EvalError, Player, material_balance
 
 __all__ = [
@@ -194,7 +195,7 @@ def play_match(a: Player, b: Player, pairings: list[tuple[Opening, bool]], *,
         g.check_end(max_plies, adjudicate)
     active = [g for g in games if g.result is None]
     score = {"W": 0, "D": 0, "L": 0}
-    bar = progress(total=len(games), initial=len(games) - len(active), desc="match", unit="game",
+    bar = progress_bar(total=len(games), initial=len(games) - len(active), desc="match", unit="game",
                disable=not progress, dynamic_ncols=True, leave=False)
     while active:
         for player, is_a in ((a, True), (b, False)):

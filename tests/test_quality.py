@@ -1,0 +1,82 @@
+"""make quality (bench/quality.py) at a smoke size: two real training runs, the tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dataengine.build import build
+from tests import naive
+from train import checkpoint as ckpt
+
+SCRIPT = naive.REPO / "bench" / "quality.py"
+TINY_RUN = ("--blocks 1 --channels 8 --workers 0 --batch-size 16 --lr-warmup-steps 1 "
+            "--ssl-warmup-steps 1 --no-tensorboard")
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quality") / "shards"
+    build(naive.SAMPLE_INPUTS, out, quiet=True)
+    return out
+
+
+def run_quality(shards, out, *extra):
+    cmd = [sys.executable, str(SCRIPT), "--steps", "4", "--shards", str(shards), "--games", "2",
+           "--bootstrap", "50", "--eval-every", "2", "--device", "cpu", "--out", str(out),
+           "--train-args", TINY_RUN, *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=naive.REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_quality_trains_both_arms_and_prints_the_tables(shards, tmp_path):
+    from bench.quality import ARMS, ROWS, WEIGHTS
+
+    out = tmp_path / "q"
+    printed = run_quality(shards, out)
+    # two real runs, identical but for the SSL weight
+    configs = {arm: ckpt.load(out / arm / "final.pt")["config"]["train"] for arm in ARMS}
+    assert configs["ssl"]["ssl_weight"] > 0 and configs["no_ssl"]["ssl_weight"] == 0
+    assert {k: v for k, v in configs["ssl"].items() if k not in ("ssl_weight", "checkpoint_out",
+                                                                  "checkpoint_prefix")} == \
+        {k: v for k, v in configs["no_ssl"].items() if k not in ("ssl_weight", "checkpoint_out",
+                                                                  "checkpoint_prefix")}
+    for arm in ARMS:  # each run measured itself on the validation split while training
+        lines = (out / "runs" / arm / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["step"] for x in lines if "val_ema/policy_top1" in x] == [2, 4]
+
+    report = json.loads((out / "quality.json").read_text())
+    assert report["steps"] == 4 and report["val_positions"] > 1000
+    assert set(report["base_rates"]) == {"threat", "pin", "fork", "pawn_structure",
+                                         "king_safety"}
+    assert all(0 < r < 0.05 for r in report["base_rates"].values())
+    for weights in WEIGHTS:
+        for key, _, _ in ROWS:
+            row = report["heldout"][weights][key]
+            assert row["diff"] == pytest.approx(row["ssl"] - row["no_ssl"])
+            lo, hi = row["ci95"]
+            assert lo <= hi
+    # 2 arms x 2 weight sets x 2 baselines, 2 games each
+    assert len(report["matches"]) == 8
+    for m in report["matches"].values():
+        assert m["games"] == 2 and m["wins"] + m["draws"] + m["losses"] == 2
+    for text in ("held-out, EMA weights", "held-out, raw weights", "SSL - no SSL",
+                 "policy top-1", "pin F1", "vs random", "vs material", "SSL, ema", "no SSL, raw"):
+        assert text in printed, text
+    assert printed.count("\n") > 30
+    assert (out / "quality.txt").read_text().strip() in printed
+
+    # the same settings again reuse both runs and give the same figures
+    again = run_quality(shards, out)
+    assert again.count("reusing") == 2
+    assert json.loads((out / "quality.json").read_text())["heldout"] == report["heldout"]
+
+
+def test_quality_names_missing_shards(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--shards", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=120, cwd=naive.REPO)
+    assert done.returncode == 2 and "make shards" in done.stderr
