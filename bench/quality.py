@@ -1,0 +1,246 @@
+"""make quality: does the network learn, and do the SSL heads help it?
+
+Trains the default model twice for the same steps on the same shards and seed,
+once with the SSL heads (the config's weights) and once with ``--ssl-weight 0``,
+then prints one table per weight set (EMA and raw) of held-out figures on the
+validation split (policy top-1 and cross-entropy, value MAE, W/D/L accuracy,
+each binary SSL task's F1 next to its base rate) with SSL - no-SSL and its 95%
+paired bootstrap interval, and one table of match scores of each model against
+the ``random`` and ``material`` baselines (best legal policy move, no search).
+
+    python bench/quality.py [--steps 1500] [--shards shards] [--games 40] [--device auto]
+    make quality STEPS=1500 SHARDS=shards
+
+Each arm's run is ``python -m train`` in a subprocess, into OUT/<arm>/; a finished
+arm whose checkpoint matches the settings is reused (``--retrain`` trains again).
+The tables go to stdout and OUT/quality.txt, every figure to OUT/quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from dataengine.build import VAL_ZARR, read_val_zarr  # noqa: E402
+from train.evaluation import heldout  # noqa: E402
+from train.evaluation.match import play_match, read_openings, schedule, summarize  # noqa: E402
+from train.evaluation.players import (  # noqa: E402
+    MaterialPlayer,
+    NetPlayer,
+    RandomPlayer,
+    load_model,
+    read_checkpoint,
+)
+from train.evaluation.report import json_safe  # noqa: E402
+from train.trainer import pick_device  # noqa: E402
+
+ARMS = {"ssl": [], "no_ssl": ["--ssl-weight", "0"]}
+ARM_LABELS = {"ssl": "SSL", "no_ssl": "no SSL"}
+WEIGHTS = ("ema", "raw")
+#: (metric key, label, digits) of the held-out table, in order
+ROWS = [("policy_top1", "policy top-1", 4), ("policy_ce", "policy CE", 4),
+        ("value_mae", "value MAE", 4), ("wdl_acc", "W/D/L accuracy", 4),
+        ("threat_f1", "threat F1", 4), ("pin_f1", "pin F1", 4), ("fork_f1", "fork F1", 4),
+        ("pawn_structure_f1", "pawn_structure F1", 4),
+        ("king_safety_f1", "king_safety F1", 4), ("piece_acc", "piece accuracy", 4),
+        ("control_acc", "control accuracy", 4)]
+BOOK = REPO / "dataengine" / "sample_data" / "openings_a.tsv"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="bench/quality.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=1500,
+                    help="training steps of each arm (the default fits 15 minutes on 2 CPU cores)")
+    ap.add_argument("--shards", default="shards", help="shards directory (make shards)")
+    ap.add_argument("--config", default=str(REPO / "config.yaml"), help="trainer config")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    ap.add_argument("--seed", type=int, default=0, help="the runs' seed (model init, data order)")
+    ap.add_argument("--games", type=int, default=40,
+                    help="games of each model against each baseline (openings x 2 colours)")
+    ap.add_argument("--max-plies", type=int, default=200,
+                    help="game length cap in plies, book moves included (then a draw)")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    ap.add_argument("--eval-every", type=int, default=250,
+                    help="held-out metrics during each run (train --eval-every)")
+    ap.add_argument("--out", default="runs/quality", help="runs, checkpoints and the report")
+    ap.add_argument("--retrain", action="store_true", help="train even if a run is finished")
+    ap.add_argument("--train-args", default="", help="more flags for both runs, one string")
+    args = ap.parse_args(argv)
+    if args.steps < 1 or args.games < 0 or args.bootstrap < 0 or args.max_plies < 1:
+        ap.error("--steps and --max-plies must be >= 1, --games and --bootstrap >= 0")
+    return args
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def arm_checkpoint(args: argparse.Namespace, arm: str) -> Path:
+    return Path(args.out) / arm / "final.pt"
+
+
+def train_arm(args: argparse.Namespace, arm: str) -> float | None:
+    """Train one arm unless its checkpoint is there for these settings; seconds taken."""
+    path = arm_checkpoint(args, arm)
+    cmd = [sys.executable, "-m", "train", "--config", args.config, "--steps", str(args.steps),
+           "--shards", args.shards, "--seed", str(args.seed), "--device", args.device,
+           "--checkpoint-out", str(path), "--checkpoint-prefix", arm,
+           "--run-dir", str(Path(args.out) / "runs"), "--save-every", "0",
+           "--eval-every", str(args.eval_every), *ARMS[arm], *args.train_args.split()]
+    settings = " ".join(cmd[3:])
+    stamp = path.with_suffix(".cmd")
+    if not args.retrain and path.is_file() and stamp.is_file() and stamp.read_text() == settings:
+        print(f"[{arm}] reusing {path} (same settings; --retrain to train again)", flush=True)
+        return None
+    path.unlink(missing_ok=True)
+    metrics = Path(args.out) / "runs" / arm / "metrics.jsonl"
+    metrics.unlink(missing_ok=True)  # a fresh curve, not appended to an old run's
+    print(f"[{arm}] training {args.steps} steps: {' '.join(cmd[1:])}", flush=True)
+    t0 = time.perf_counter()
+    log = Path(args.out) / f"{arm}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO,
+                              env={**os.environ, "TQDM_DISABLE": "1"})
+    if done.returncode != 0:
+        tail = log.read_text().splitlines()[-15:]
+        raise SystemExit(f"[{arm}] training failed (exit {done.returncode}); end of {log}:\n"
+                         + "\n".join(tail))
+    stamp.write_text(settings)
+    seconds = time.perf_counter() - t0
+    print(f"[{arm}] done in {seconds:.0f} s", flush=True)
+    return seconds
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def measure(args: argparse.Namespace) -> dict:
+    device = pick_device(args.device)
+    val_path = Path(args.shards) / VAL_ZARR
+    block = read_val_zarr(val_path)
+    n = len(block["flags"])
+    report: dict = {"steps": args.steps, "seed": args.seed, "shards": args.shards,
+                    "games": args.games, "max_plies": args.max_plies,
+                    "val_positions": n, "base_rates": heldout.base_rates(block),
+                    "heldout": {}, "matches": {}}
+    models = {}
+    for arm in ARMS:
+        checkpoint = read_checkpoint(str(arm_checkpoint(args, arm)))
+        train_cfg = checkpoint.state["config"]["train"]
+        for weights in WEIGHTS:
+            models[arm, weights] = load_model(checkpoint, device, ema=weights == "ema")
+    targets = {"teacher_mix": float(train_cfg["teacher_mix"]),
+               "policy_from_teacher": bool(train_cfg["policy_from_teacher"])}
+    values = {key: heldout.position_values(m.net, block, device, **targets, progress=True,
+                                           desc=f"held-out {key[0]} {key[1]}")
+              for key, m in models.items()}
+    for weights in WEIGHTS:
+        a, b = values["ssl", weights], values["no_ssl", weights]
+        ma, mb = heldout.aggregate(a), heldout.aggregate(b)
+        ci = heldout.paired_bootstrap(a, b, resamples=args.bootstrap, seed=args.seed)
+        report["heldout"][weights] = {key: {"ssl": ma[key], "no_ssl": mb[key],
+                                            "diff": ma[key] - mb[key], "ci95": ci[key]}
+                                      for key, _, _ in ROWS}
+    if args.games:
+        pairings = schedule(read_openings(BOOK), args.games, args.seed)
+        baselines = {"random": lambda: RandomPlayer("random", args.seed),
+                     "material": lambda: MaterialPlayer("material", args.seed)}
+        for (arm, weights), model in models.items():
+            for name, make in baselines.items():
+                net = NetPlayer(f"{arm}-{weights}", model, device)
+                records = play_match(net, make(), pairings, max_plies=args.max_plies,
+                                     progress=True)
+                s = summarize(records)
+                report["matches"][f"{arm}/{weights}/{name}"] = {
+                    k: s[k] for k in ("games", "wins", "draws", "losses", "score")}
+    return report
+
+
+# ----------------------------------------------------------------------------- the tables
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+
+    return [line(header), "  ".join("-" * w for w in widths), *map(line, rows)]
+
+
+def _f(x: float, digits: int = 4, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def format_report(report: dict, train_seconds: dict) -> str:
+    out = [f"make quality: {report['steps']} steps per arm, seed {report['seed']}, shards "
+           f"{report['shards']}, {report['val_positions']:,} validation positions"]
+    if report.get("games"):
+        out.append(f"matches: {report['games']} games per pairing from {BOOK.name}, each "
+                   f"opening with both colours, ply cap {report['max_plies']} (then a draw)")
+    if any(v is not None for v in train_seconds.values()):
+        out.append("training time: " + ", ".join(
+            f"{ARM_LABELS[a]} {s:.0f} s" if s is not None else f"{ARM_LABELS[a]} reused"
+            for a, s in train_seconds.items()))
+    rates = report["base_rates"]
+    for weights in WEIGHTS:
+        out += ["", f"held-out, {weights.upper() if weights == 'ema' else weights} weights"]
+        rows = []
+        for key, label, digits in ROWS:
+            r = report["heldout"][weights][key]
+            lo, hi = r["ci95"]
+            task = key.removesuffix("_f1")
+            rows.append([label, _f(rates[task], 4) if task in rates else "",
+                         _f(r["ssl"], digits), _f(r["no_ssl"], digits),
+                         _f(r["diff"], digits, True), f"[{_f(lo, digits, True)}, "
+                         f"{_f(hi, digits, True)}]"])
+        out += _table(["metric", "base rate", "SSL", "no SSL", "SSL - no SSL", "95% CI"], rows)
+    if report["matches"]:
+        out += ["", "match score (W-D-L) against the baselines, best legal policy move"]
+        rows = []
+        for arm in ARMS:
+            for weights in WEIGHTS:
+                cells = [f"{ARM_LABELS[arm]}, {weights}"]
+                for name in ("random", "material"):
+                    m = report["matches"][f"{arm}/{weights}/{name}"]
+                    cells.append(f"{m['score']:.3f} ({m['wins']}-{m['draws']}-{m['losses']})")
+                rows.append(cells)
+        out += _table(["model", "vs random", "vs material"], rows)
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not (Path(args.shards) / "manifest.json").is_file():
+        print(f"error: no shards at {args.shards!r}: make shards first", file=sys.stderr)
+        return 2
+    seconds = {arm: train_arm(args, arm) for arm in ARMS}
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    report = measure(args)
+    text = format_report(report, seconds)
+    print(text)
+    out = Path(args.out)
+    (out / "quality.txt").write_text(text + "\n")
+    (out / "quality.json").write_text(json.dumps(json_safe({**report, "train_seconds": seconds}),
+                                                 indent=1) + "\n")
+    print(f"\nwritten to {out / 'quality.txt'} and {out / 'quality.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
