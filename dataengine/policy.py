@@ -79,6 +79,8 @@ import chess
 import numpy as np
 from numba import njit
 
+from dataengine.schema import NO_MOVE
+
 __all__ = [
     "N_POLICY",
     "N_PLANES",
@@ -96,7 +98,6 @@ __all__ = [
 
 N_PLANES = 73
 N_POLICY = 64 * N_PLANES  # 4672
-NO_MOVE = 0xFFFF
 
 # (name, file delta, rank delta) in plane order; the contract of the layout.
 QUEEN_DIRECTIONS: tuple[tuple[str, int, int], ...] = (

@@ -34,7 +34,7 @@ import numpy as np
 import zstandard
 
 FORMAT_VERSION = 1
-LABEL_SPEC_VERSION = 1  # the version of shared/LABELS.md the masks follow
+LABEL_SPEC_VERSION = 1  # the version of labelers/LABELS.md the masks follow
 
 MEMBER_EXT = "cols.zst"
 BLOCK_RECORDS = 4096

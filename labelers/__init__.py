@@ -1,6 +1,6 @@
 """The 20 SSL label masks of chess positions, computed with numba bitboards.
 
-The masks, their order and their meaning are the contract in LABELS.md
+The masks, their order and their meaning are the contract in labelers/LABELS.md
 (format version 1). Positions come in as canonical piece planes (side to move
 is White; see :mod:`labelers.boards`), labels go out as one ``(20,)`` uint64
 record per position.

@@ -1,6 +1,6 @@
 """Slow, obvious python-chess twin of the 20 SSL label masks.
 
-Written straight from ``/work/shared/LABELS.md`` (format version 1) and kept
+Written straight from the label contract, ``labelers/LABELS.md`` (format version 1), and kept
 independent of the numba labelers on purpose: the tests compare the two, so
 nothing here may be shared with them. Readability comes first; speed only as far
 as the tests need (they label a few hundred thousand positions), which is why

@@ -14,6 +14,7 @@ import csv
 import io
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import chess
 import chess.pgn
@@ -530,3 +531,11 @@ def test_step_tables_match_python_chess():
         assert int(tables.KING_ATTACKS[square]) == chess.BB_KING_ATTACKS[square]
         for other in chess.SQUARES:
             assert int(tables.BETWEEN[square, other]) == chess.between(square, other)
+
+
+def test_the_label_contract_in_the_repo_is_the_shared_one():
+    data = shared_data()
+    if data is None:
+        pytest.skip("../shared is not beside the repository")
+    repo = Path(__file__).resolve().parents[1]
+    assert (repo / "labelers" / "LABELS.md").read_text() == (data.parent / "LABELS.md").read_text()

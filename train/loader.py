@@ -1,7 +1,9 @@
 """The trainer's only view of data: batches of compact records, mixed by curriculum,
 deterministic and exactly resumable.
 
-Design (see DESIGN.md on why webdataset's own shuffling cannot resume exactly):
+Design (webdataset's shuffle buffers cannot resume exactly mid-epoch with
+workers; its maintainers recommend resampling instead, webdataset issues 177,
+234 and 271, so the order is this module's own):
 
 * A *stream* is one bucket's teacher-annotated or other records (``STREAMS``).
   Each stream is an endless sequence: epoch e visits the shards that hold the
