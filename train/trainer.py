@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -152,6 +153,52 @@ def loss_shares(targets: dict[str, torch.Tensor], ddp: Dist) -> dict[str, torch.
     return dict(zip(("policy", "value", "wdl", "ssl"), ddp.shares(counts).unbind(), strict=True))
 
 
+# ----------------------------------------------------------------------------- monitoring
+
+
+@dataclass
+class ProgressWindow:
+    """What the steps since the last metrics line add up to: loss sums (tensors, so that
+    no step waits for the device), steps, and seconds waited for data."""
+
+    steps: int = 0
+    wait: float = 0.0
+    t0: float = field(default_factory=time.perf_counter)
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def add(self, values: dict[str, torch.Tensor], weight: float = 1.0) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * weight
+
+    def pause(self, seconds: float) -> None:
+        """Leave ``seconds`` (a held-out evaluation) out of the training speed."""
+        self.t0 += seconds
+
+    def figures(self, positions_per_step: int) -> dict[str, float]:
+        """Mean losses over the window's steps, speed and data wait."""
+        n = max(1, self.steps)
+        dt = time.perf_counter() - self.t0
+        return {**{k: float(v) / n for k, v in self.sums.items()},
+                "steps_per_s": n / dt, "positions_per_s": n * positions_per_step / dt,
+                "data_wait_frac": self.wait / dt}
+
+
+def progress_message(step: int, steps: int, line: dict, device: torch.device) -> str:
+    """The log line of a metrics line: losses, learning rate, speed, memory."""
+    losses = " ".join(f"{k} {v:.4f}" for k, v in line.items()
+                      if k in ("policy", "value", "wdl", "ssl")
+                      or k.startswith("ssl_") and k != "ssl_scale")
+    return (f"step {step}/{steps} ({100 * step / steps:.1f}%) {losses} | lr {line['lr']:.2e} | "
+            f"{line['steps_per_s']:.1f} steps/s | mem {line['rss_mb']:.0f} MB | {device}")
+
+
+def held_out_message(step: int, positions: int, held_out: dict[str, float]) -> str:
+    return f"step {step} held-out ({positions} positions) | " + " | ".join(
+        f"{name} top-1 {held_out[f'val_{name}/policy_top1']:.3f} "
+        f"CE {held_out[f'val_{name}/policy_ce']:.3f} "
+        f"value MAE {held_out[f'val_{name}/value_mae']:.3f}" for name in ("ema", "raw"))
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -268,8 +315,7 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
                             teacher_mix=cfg.teacher_mix,
                             policy_from_teacher=cfg.policy_from_teacher) \
         if cfg.eval_every and ddp.main else None
-    sums: dict[str, torch.Tensor] = {}
-    window = {"steps": 0, "wait": 0.0, "t0": time.perf_counter()}
+    window = ProgressWindow()
     consecutive_nonfinite = 0
     # a bar on a terminal; elsewhere (a log file, nohup, CI) the log line of every
     # progress_interval steps reports progress, and frames of a bar would only clutter it
@@ -287,7 +333,7 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
         for micro in range(cfg.accum_steps):
             t_wait = time.perf_counter()
             _, x, targets = next(batches)  # expanded on the device (train.expand)
-            window["wait"] += time.perf_counter() - t_wait
+            window.wait += time.perf_counter() - t_wait
             shares = loss_shares(targets, ddp)
             with ddp.no_sync(net, last=micro == cfg.accum_steps - 1):
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.use_amp):
@@ -302,10 +348,19 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
                 if ddp.enabled:  # DDP averages the ranks' gradients; the shares' sum is wanted
                     loss = loss * ddp.world
                 scaler.scale(loss / cfg.accum_steps).backward()
-            for k, v in seen.items():
-                sums[k] = sums.get(k, 0.0) + v / cfg.accum_steps
-        if not finite:
-            # skip the step (and the rest of its micro-batches' data stays consumed)
+            window.add(seen, 1 / cfg.accum_steps)
+        if finite:
+            consecutive_nonfinite = 0
+            scaler.unscale_(optimizer)
+            grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+                         if cfg.grad_clip_norm > 0 else torch.tensor(0.0))
+            scaler.step(optimizer)
+            scaler.update()
+            ema.update_parameters(model)
+            window.steps += 1
+            window.add({"grad_norm": grad_norm.detach().float()})
+        else:
+            # the step is skipped (and the rest of its micro-batches' data stays consumed)
             nonfinite_total += 1
             consecutive_nonfinite += 1
             log.warning("step %d: non-finite loss, step skipped (%d in a row, %d in total)",
@@ -315,22 +370,11 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
                 raise TrainingError(f"{consecutive_nonfinite} non-finite losses in a row at "
                                     f"step {step}; saved {path}. Lower --lr, or check the data")
             optimizer.zero_grad(set_to_none=True)
-            step += 1
-            scheduler.step()
-            bar.update(1)
-            continue
-        consecutive_nonfinite = 0
-        scaler.unscale_(optimizer)
-        grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
-                     if cfg.grad_clip_norm > 0 else torch.tensor(0.0))
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        ema.update_parameters(model)
         step += 1
-        window["steps"] += 1
-        sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm.detach().float()
+        scheduler.step()
         bar.update(1)
+        if not finite:
+            continue
 
         # -- monitoring and saving ------------------------------------------------------
         held_out = {}
@@ -338,34 +382,19 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
                 step % cfg.eval_every == 0 or step == cfg.steps):
             t_eval = time.perf_counter()
             held_out = validation.measure({"ema": ema.module, "raw": model})
-            window["t0"] += time.perf_counter() - t_eval  # not part of the training speed
-            log.info("step %d held-out (%d positions) | %s", step, validation.positions,
-                     " | ".join(f"{name} top-1 {held_out[f'val_{name}/policy_top1']:.3f} "
-                                f"CE {held_out[f'val_{name}/policy_ce']:.3f} "
-                                f"value MAE {held_out[f'val_{name}/value_mae']:.3f}"
-                                for name in ("ema", "raw")))
+            window.pause(time.perf_counter() - t_eval)
+            log.info("%s", held_out_message(step, validation.positions, held_out))
         if ddp.main and (step % cfg.progress_interval == 0 or step == cfg.steps
                          or heartbeat.due()):
-            n = max(1, window["steps"])
-            dt = time.perf_counter() - window["t0"]
-            line = {k: float(v) / n for k, v in sums.items()}
-            line.update({
-                "lr": scheduler.get_last_lr()[0], "ssl_scale": scale,
-                "steps_per_s": n / dt, "positions_per_s": n * loader.global_batch_size *
-                cfg.accum_steps / dt, "data_wait_frac": window["wait"] / dt,
-                "phase": loader.schedule.phase_name(loader.step - 1),
-                "nonfinite_total": nonfinite_total, **memory_figures(device), **held_out,
-            })
+            line = {**window.figures(loader.global_batch_size * cfg.accum_steps),
+                    "lr": scheduler.get_last_lr()[0], "ssl_scale": scale,
+                    "phase": loader.schedule.phase_name(loader.step - 1),
+                    "nonfinite_total": nonfinite_total, **memory_figures(device), **held_out}
             metrics.write(step, line)
             bar.set_postfix(policy=f"{line['policy']:.3f}", value=f"{line['value']:.3f}",
                             ssl=f"{line.get('ssl', float('nan')):.3f}")
-            log.info("step %d/%d (%.1f%%) %s | lr %.2e | %.1f steps/s | mem %.0f MB | %s",
-                     step, cfg.steps, 100 * step / cfg.steps,
-                     " ".join(f"{k} {v:.4f}" for k, v in line.items()
-                              if k in ("policy", "value", "wdl", "ssl")
-                              or k.startswith("ssl_") and k != "ssl_scale"),
-                     line["lr"], line["steps_per_s"], line["rss_mb"], device)
-            sums, window = {}, {"steps": 0, "wait": 0.0, "t0": time.perf_counter()}
+            log.info("%s", progress_message(step, cfg.steps, line, device))
+            window = ProgressWindow()
         elif held_out:
             metrics.write(step, held_out)
         if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
