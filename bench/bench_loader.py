@@ -21,9 +21,10 @@ import time
 import torch
 from common import bench_shards
 
+from train.batch import columns_of
 from train.curriculum import load_curriculum
 from train.expand import expand
-from train.loader import BatchLoader, LoaderConfig, columns_of
+from train.loader import BatchLoader, LoaderConfig
 
 STEPS = 100_000
 

@@ -21,6 +21,7 @@ import labelers
 from dataengine import policy, schema, views
 from labelers import reference
 from train import expand
+from train.batch import BATCH_COLUMNS, check_batch
 
 RANDOM_SEED = 20240611
 RANDOM_POSITIONS = 3_000
@@ -246,12 +247,22 @@ def test_bits_to_squares_rejects_other_dtypes():
 
 
 def test_from_numpy_dtypes(batch, block):
-    assert expand.check_batch(batch) == len(block["planes"])
-    for name, (_, dtypes) in expand.BATCH_DTYPES.items():
-        assert batch[name].dtype == dtypes[0], name
+    assert check_batch(batch) == len(block["planes"])
+    assert set(batch) == set(BATCH_COLUMNS)
+    for name, dtype in BATCH_COLUMNS.items():
+        assert batch[name].dtype == dtype, name
     # same bits through the int64 view
     np.testing.assert_array_equal(batch["planes"].numpy().view(np.uint64), block["planes"])
-    np.testing.assert_array_equal(batch["move"].numpy(), block["move"].astype(np.int64))
+    np.testing.assert_array_equal(batch["move"].numpy(), block["move"].astype(np.int32))
+
+
+def test_wider_int_columns_are_accepted_and_expand_the_same(batch):
+    wide = dict(batch, **{k: batch[k].long() for k in ("halfmove", "move", "teacher_move")})
+    assert check_batch(wide) == len(batch["planes"])
+    kwargs = {"teacher_mix": 0.5, "policy_from_teacher": True}
+    assert_same_expansion(expand.expand(wide, **kwargs), expand.expand(batch, **kwargs))
+    assert_same_expansion(expand.expand(wide, fused=False, **kwargs),
+                          expand.expand(batch, fused=False, **kwargs))
 
 
 def test_check_batch_names_the_bad_column(batch):
@@ -467,7 +478,7 @@ def test_row_packed_batch_expands_like_the_contiguous_one(batch):
     assert packed["halfmove"].stride() == (PACKED_ROW_BYTES // 4,)
     assert packed["flags"].stride() == (PACKED_ROW_BYTES,)
     assert packed["move"].dtype == packed["teacher_move"].dtype == torch.int32
-    for name in expand.BATCH_DTYPES:
+    for name in BATCH_COLUMNS:
         assert torch.equal(packed[name].long(), batch[name].long()), name
     settings = (
         {},

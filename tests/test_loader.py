@@ -17,20 +17,17 @@ from dataengine import schema
 from dataengine.build import build
 from dataengine.config import BuildConfig
 from tests import naive
+from train.batch import BATCH_COLUMNS, ROW_BYTES, columns_of, to_rows
 from train.curriculum import Schedule, load_curriculum, phase_lengths
 from train.expand import expand, from_numpy
 from train.loader import (
-    BATCH_COLUMNS,
-    ROW_BYTES,
     BatchLoader,
     DataError,
     LoaderConfig,
     StreamReader,
     _Draws,
-    columns_of,
     read_shard,
     shard_index,
-    to_rows,
     verify_shards,
 )
 

@@ -11,33 +11,12 @@ because there every tensor op is a trip through memory.
 Compact batch
 -------------
 
-A dict of torch tensors, one per ``dataengine.schema`` column (extra keys are
-ignored), with a leading batch dimension B. :func:`from_numpy` converts a
-``schema.Block`` exactly like this; :func:`check_batch` enforces it:
-
-==============  ========  ====================  ===================================
-key             shape     accepted dtypes       from the stored column
-==============  ========  ====================  ===================================
-planes          (B, 12)   int64                 uint64 bits viewed as int64 (*)
-labels          (B, 20)   int64                 uint64 bits viewed as int64 (*)
-castling        (B,)      uint8                 as stored (CASTLE_* bits)
-ep_file         (B,)      int8                  as stored (-1 = none)
-halfmove        (B,)      int32, int64          uint16 widened (``astype(np.int32)``)
-move            (B,)      int32, int64          uint16 widened; NO_MOVE = 65535
-result          (B,)      int8                  as stored
-teacher_cp      (B,)      int16                 as stored
-teacher_mate    (B,)      int16                 as stored
-teacher_move    (B,)      int32, int64          uint16 widened; NO_MOVE = 65535
-flags           (B,)      uint8                 as stored (HAS_* bits)
-==============  ========  ====================  ===================================
-
-(*) torch has no full uint64 arithmetic, so a mask travels as the int64 with
-the same 64 bits (``torch.from_numpy(a.view(np.int64))``): bit 63 (h8) is the
-sign bit. :func:`bits_to_squares` reads it correctly: the expansion works on the
-8 bytes of the int64, never on its sign.
-
-A column may be a strided view: the loader ships column views of one row-packed
-buffer (a row of bytes per record), which the expansion reads in place.
+The input is a compact batch (:mod:`train.batch`: the columns, their dtypes and
+the row layout): a dict of torch tensors, one per stored column, made by
+``train.batch.from_numpy`` of a ``schema.Block`` or by ``columns_of`` of rows. A
+column may be a strided view of one row-packed buffer, which the expansion reads
+in place. A mask travels as the int64 with the same 64 bits: :func:`bits_to_squares`
+works on its 8 bytes, never on its sign.
 
 Network input: ``N_INPUT_PLANES`` = 19 planes of 8 x 8
 -------------------------------------------------------
@@ -100,10 +79,10 @@ import torch
 import labelers
 from dataengine import policy, schema
 from train import expand_kernel
+from train.batch import EXPAND_COLUMNS, check_batch, from_numpy
 from train.expand_kernel import expand_positions, expand_squares
 
 __all__ = [
-    "BATCH_DTYPES",
     "CLASS_TASKS",
     "IGNORE_INDEX",
     "MAP_TASKS",
@@ -159,70 +138,7 @@ CLASS_TASKS: tuple[str, ...] = ("piece", "control")
 #: ... and those that are binary maps (uint8 0/1 targets, binary cross-entropy).
 MAP_TASKS: tuple[str, ...] = ("threat", "pin", "fork", "pawn_structure", "king_safety")
 
-#: Column -> (per-record shape, accepted dtypes); the first dtype is what from_numpy makes.
-BATCH_DTYPES: dict[str, tuple[tuple[int, ...], tuple[torch.dtype, ...]]] = {
-    "planes": ((12,), (torch.int64,)),
-    "labels": ((20,), (torch.int64,)),
-    "castling": ((), (torch.uint8,)),
-    "ep_file": ((), (torch.int8,)),
-    "halfmove": ((), (torch.int32, torch.int64)),
-    "move": ((), (torch.int64, torch.int32)),
-    "result": ((), (torch.int8,)),
-    "teacher_cp": ((), (torch.int16,)),
-    "teacher_mate": ((), (torch.int16,)),
-    "teacher_move": ((), (torch.int64, torch.int32)),
-    "flags": ((), (torch.uint8,)),
-}
-_NUMPY_AS = {  # stored dtype -> how from_numpy turns it into a torch-friendly array
-    "planes": lambda a: a.view(np.int64),
-    "labels": lambda a: a.view(np.int64),
-    "halfmove": lambda a: a.astype(np.int32),
-    "move": lambda a: a.astype(np.int64),
-    "teacher_move": lambda a: a.astype(np.int64),
-}
 _INPUT_KEYS = ("planes", "castling", "ep_file", "halfmove")
-
-
-def from_numpy(block: schema.Block, device: torch.device | str | None = None) -> dict:
-    """The compact torch batch of a ``schema.Block`` (columns of ``BATCH_DTYPES`` only).
-
-    >>> block = schema.empty_columns(2)
-    >>> batch = from_numpy(block)
-    >>> batch["planes"].dtype, batch["move"].tolist()
-    (torch.int64, [65535, 65535])
-    """
-    batch = {}
-    for name in BATCH_DTYPES:
-        a = np.ascontiguousarray(block[name])
-        a = _NUMPY_AS.get(name, lambda x: x)(a)
-        batch[name] = torch.from_numpy(np.ascontiguousarray(a)).to(device)
-    return batch
-
-
-def check_batch(batch: dict, keys=None) -> int:
-    """Raise ``ValueError`` naming the column unless ``batch`` holds ``keys`` (default:
-    all of ``BATCH_DTYPES``) with the documented dtypes and shapes; return B.
-
-    Only metadata is read, so this never synchronises with the device.
-    """
-    n = None
-    for name in BATCH_DTYPES if keys is None else keys:
-        if name not in batch:
-            raise ValueError(f"batch is missing column {name!r} (has {sorted(batch)})")
-        shape, dtypes = BATCH_DTYPES[name]
-        t = batch[name]
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"batch[{name!r}] must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in dtypes:
-            wanted = " or ".join(str(d) for d in dtypes)
-            raise ValueError(f"batch[{name!r}] must be {wanted}, got {t.dtype} (see from_numpy)")
-        if t.dim() != 1 + len(shape) or tuple(t.shape[1:]) != shape:
-            raise ValueError(f"batch[{name!r}] must have shape (B, {shape}), got {tuple(t.shape)}")
-        if n is None:
-            n = t.shape[0]
-        elif t.shape[0] != n:
-            raise ValueError(f"batch[{name!r}] has {t.shape[0]} rows, expected {n}")
-    return int(n or 0)
 
 
 # Every expansion below is one table lookup indexed by the bytes of 64-bit masks: byte k
@@ -430,7 +346,7 @@ def expand_async(batch: dict, dtype: torch.dtype = torch.float32, *,
         "piece": torch.empty((b, 64), dtype=torch.int64),
         "control": torch.empty((b, 64), dtype=torch.int64),
     }
-    col = {k: v.numpy() for k, v in batch.items() if k in BATCH_DTYPES}
+    col = {k: v.numpy() for k, v in batch.items() if k in EXPAND_COLUMNS}
     out = {k: v.numpy() for k, v in targets.items()}
     targets |= _map_targets(maps)
     squares = (col["planes"], col["labels"], col["castling"], col["ep_file"], col["halfmove"],

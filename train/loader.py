@@ -60,75 +60,12 @@ import webdataset as wds
 
 from dataengine import schema
 from dataengine.fileio import shard_file_problem
+from train.batch import ROW_BYTES, columns_of, to_rows
 from train.curriculum import STREAMS, Curriculum, Schedule
 from train.expand import expand_async
 from train.malloc import retain_freed_memory
 
 log = logging.getLogger(__name__)
-
-# The columns a training batch carries and the torch dtype each becomes, widest first:
-# a batch travels as rows of ROW_BYTES bytes, one per record, each column at a fixed
-# byte offset (ROW_LAYOUT) that is a multiple of its item size, so the columns of a
-# (n, ROW_BYTES) uint8 tensor are zero-copy views of their own dtype on any device.
-BATCH_COLUMNS: dict[str, torch.dtype] = {
-    "planes": torch.int64,  # uint64 bit patterns
-    "labels": torch.int64,  # uint64 bit patterns
-    "halfmove": torch.int32,
-    "move": torch.int32,
-    "teacher_move": torch.int32,
-    "teacher_cp": torch.int16,
-    "teacher_mate": torch.int16,
-    "castling": torch.uint8,
-    "ep_file": torch.int8,
-    "result": torch.int8,
-    "flags": torch.uint8,
-    "bucket": torch.uint8,
-}
-_NUMPY_OF = {torch.int64: np.int64, torch.int32: np.int32, torch.int16: np.int16,
-             torch.int8: np.int8, torch.uint8: np.uint8}
-
-
-def _row_layout() -> tuple[dict[str, tuple[int, int]], int]:
-    layout, offset = {}, 0
-    for name, dtype in BATCH_COLUMNS.items():
-        width = int(np.prod(schema.COLUMN_BY_NAME[name].shape, dtype=np.int64))
-        itemsize = np.dtype(_NUMPY_OF[dtype]).itemsize
-        assert offset % itemsize == 0, f"{name} would be misaligned: order columns widest first"
-        layout[name] = (offset, width)
-        offset += width * itemsize
-    return layout, -(-offset // 8) * 8  # rows stay 8-byte aligned
-
-
-#: Column -> (byte offset in the row, values per record); ROW_BYTES per record in all.
-ROW_LAYOUT, ROW_BYTES = _row_layout()
-
-
-def to_rows(columns: dict[str, np.ndarray]) -> np.ndarray:
-    """Records as a (n, ROW_BYTES) uint8 array; uint64 bitboards keep their bits."""
-    n = len(columns["planes"])
-    rows = np.zeros((n, ROW_BYTES), dtype=np.uint8)
-    for name, dtype in BATCH_COLUMNS.items():
-        offset, width = ROW_LAYOUT[name]
-        np_dtype = np.dtype(_NUMPY_OF[dtype])
-        view = rows[:, offset : offset + width * np_dtype.itemsize].view(np_dtype)
-        a = columns[name]
-        view[...] = (a.view(np.int64) if a.dtype == np.uint64 else a).reshape(n, width)
-    return rows
-
-
-def columns_of(rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The columns of (n, ROW_BYTES) uint8 rows, as views on the rows' device: (n, 12) and
-    (n, 20) int64 for the bitboards, (n,) for the rest (dtypes of BATCH_COLUMNS)."""
-    if rows.dtype != torch.uint8 or rows.dim() != 2 or rows.shape[1] != ROW_BYTES:
-        raise ValueError(f"rows must be (n, {ROW_BYTES}) uint8, got {tuple(rows.shape)} "
-                         f"{rows.dtype}")
-    out = {}
-    for name, dtype in BATCH_COLUMNS.items():
-        offset, width = ROW_LAYOUT[name]
-        size = width * dtype.itemsize
-        column = rows[:, offset : offset + size].view(dtype)
-        out[name] = column if width > 1 else column[:, 0]
-    return out
 
 
 class DataError(RuntimeError):

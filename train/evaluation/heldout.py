@@ -38,7 +38,8 @@ import torch.nn.functional as F
 
 from dataengine import schema
 from dataengine.progress import progress as progress_bar
-from train.expand import IGNORE_INDEX, expand_inputs, expand_targets, from_numpy
+from train.batch import from_numpy
+from train.expand import IGNORE_INDEX, expand_inputs, expand_targets
 from train.losses import CLASS_TASKS, MAP_TASKS, VALUE_HUBER_DELTA
 from train.model import ChessNet
 

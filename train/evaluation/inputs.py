@@ -19,13 +19,14 @@ import torch
 import labelers
 from dataengine import schema
 from dataengine.records import canonical_castling
-from train.expand import expand_inputs, from_numpy
+from train.batch import from_numpy
+from train.expand import expand_inputs
 
 __all__ = ["board_inputs", "compact_batch"]
 
 
 def compact_batch(boards: Sequence[chess.Board]) -> dict[str, torch.Tensor]:
-    """A compact batch (``train.expand.from_numpy`` of a schema block) of ``boards``.
+    """A compact batch (``train.batch.from_numpy`` of a schema block) of ``boards``.
 
     Only the input columns mean anything (planes, castling, ep_file, halfmove);
     the targets are the schema's "unknown" sentinels.
