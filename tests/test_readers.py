@@ -697,6 +697,21 @@ def test_detect_kind_and_errors(tmp_path):
         read(packed, 10, None)
 
 
+def test_one_registry_of_formats(tmp_path):
+    from dataengine.readers import FORMATS
+
+    suffixes = [s for f in FORMATS.values() for s in f.suffixes]
+    assert len(suffixes) == len(set(suffixes))
+    assert {f.read for f in FORMATS.values()} == {read_pgn, read_puzzles, read_openings,
+                                                  read_positions}
+    for fmt in FORMATS.values():  # read() dispatches to the format's own reader
+        for suffix in fmt.suffixes:
+            path = tmp_path / f"x{suffix}"
+            path.write_bytes(b"")
+            assert detect_kind(str(path)) == fmt.kind
+            assert list(read(str(path))) == list(fmt.read(str(path), 0, None))
+
+
 # ----------------------------------------------------------------------------- SAN
 
 

@@ -1,0 +1,158 @@
+"""Input readers: PGN games, Lichess puzzles, opening lines and FEN/EPD positions.
+
+Each reader is a generator over one file that yields, in file order, a
+:class:`Unit` for every good game/puzzle/line and a :class:`Skip` for every bad
+one. Bad content never raises; only a file that cannot be opened does
+(:class:`ReaderError`). A :class:`Unit` holds all of its positions as flat
+columns in python-chess's absolute orientation, so that the shard builder can
+turn them into arrays without touching python-chess again.
+
+One module per input format (``pgn``, ``puzzles``, ``openings``, ``epd``, all
+built on ``base``), registered here in :data:`FORMATS` by file suffix, as
+nnue-pytorch registers its feature sets: :func:`detect_kind` and :func:`read`
+look a file's name up there, :func:`split_ranges` cuts it where that format's
+units start. A new format is a module with a reader and a unit-start finder,
+and one line in :data:`FORMATS`.
+
+>>> from dataengine.readers import read, split_ranges
+>>> for start, end in split_ranges("games.pgn"):         # doctest: +SKIP
+...     for unit in read("games.pgn", start, end):
+...         ...
+
+Skip reasons (``Skip.reason``), stable keys for reports:
+
+============================  =================================================
+``bad_encoding``              the unit contains bytes that are not UTF-8
+``variant``                   PGN ``Variant`` tag other than standard chess
+``bad_fen``                   FEN tag / puzzle FEN / FEN or EPD line unparsable
+``invalid_position``          FEN parses but ``not board.is_valid()``
+``illegal_move``              a SAN/UCI move that is illegal or unparsable in
+                              its position (the whole unit is skipped)
+``bad_move``                  malformed puzzle UCI move, EPD ``bm`` unusable
+``no_moves``                  game, puzzle or opening line without moves
+``truncated``                 file ends inside a tag section, or a compressed
+                              stream ends early / is corrupt
+``bad_columns``               CSV/TSV header lacks a required column (then the
+                              reader stops), or a row has the wrong column count
+``bad_rating``                puzzle rating is not an integer
+``empty``                     the file has no bytes at all
+============================  =================================================
+
+PGN handling follows ``chess.pgn.read_game`` (same tag regex, same SAN
+leniency, a blank line ends a game's movetext, lines starting with ``%`` are
+ignored) with two deliberate differences: an illegal or unparsable move skips
+the whole game instead of cutting it short, and tokens python-chess silently
+drops (e.g. a SAN cut in half, ``Nf``) count as unparsable moves.
+"""
+
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from dataengine.readers.base import (
+    _COMPRESSED,
+    RESULT_UNKNOWN,
+    ReaderError,
+    Skip,
+    Unit,
+    _check_args,
+    _compression,
+    _line_start_at_or_after,
+)
+from dataengine.readers.epd import read_positions
+from dataengine.readers.openings import read_openings
+from dataengine.readers.pgn import _game_start_at_or_after, read_pgn
+from dataengine.readers.puzzles import read_puzzles
+
+__all__ = [
+    "FORMATS",
+    "RESULT_UNKNOWN",
+    "Format",
+    "ReaderError",
+    "Skip",
+    "Unit",
+    "detect_kind",
+    "read",
+    "read_openings",
+    "read_pgn",
+    "read_positions",
+    "read_puzzles",
+    "split_ranges",
+]
+
+
+@dataclass(frozen=True)
+class Format:
+    """An input format: its kind, the file suffixes it is known by (before an optional
+    compression suffix), its reader, and where its next unit starts at or after a byte
+    offset of an uncompressed file (None: no unit starts there)."""
+
+    kind: str
+    suffixes: tuple[str, ...]
+    read: Callable[[str, int, int | None], Iterator[Unit | Skip]]
+    next_start: Callable[[BinaryIO, int], int | None]
+
+
+#: Every input format, by kind; the suffixes of all of them are distinct.
+FORMATS: dict[str, Format] = {f.kind: f for f in (
+    Format("pgn", (".pgn",), read_pgn, _game_start_at_or_after),
+    Format("puzzle", (".csv",), read_puzzles, _line_start_at_or_after),
+    Format("opening", (".tsv",), read_openings, _line_start_at_or_after),
+    Format("fen", (".fen", ".epd"), read_positions, _line_start_at_or_after),
+)}
+_BY_SUFFIX = {suffix: f for f in FORMATS.values() for suffix in f.suffixes}
+
+
+def _format_of(path: str) -> Format:
+    name = os.fspath(path).lower()
+    stem = name[: len(name) - len(_compression(name))]
+    for suffix, fmt in _BY_SUFFIX.items():
+        if stem.endswith(suffix):
+            return fmt
+    raise ReaderError(
+        f"cannot read {os.fspath(path)!r}: unknown kind of file; expected a name ending in "
+        f"{', '.join(_BY_SUFFIX)} ({', '.join(FORMATS)}), optionally followed by "
+        f"{', '.join(_COMPRESSED)}"
+    )
+
+
+def detect_kind(path: str) -> str:
+    """The kind of file, from its name: "pgn", "puzzle", "opening" or "fen".
+
+    >>> detect_kind("lichess_db_standard_rated_2013-01.pgn.zst")
+    'pgn'
+    """
+    return _format_of(path).kind
+
+
+def read(path: str, start: int = 0, end: int | None = None) -> Iterator[Unit | Skip]:
+    """Read `path` with the reader its name asks for (see `detect_kind`)."""
+    return _format_of(path).read(path, start, end)
+
+
+def split_ranges(path: str, target_bytes: int = 8 << 20) -> list[tuple[int, int | None]]:
+    """Byte ranges of about `target_bytes` that tile `path`, each cut at a unit start.
+
+    The first range starts at 0, the last ends at None (end of file); reading
+    every range in order yields exactly what reading the whole file yields.
+    Compressed files cannot be cut: ``[(0, None)]``.
+    """
+    fmt = _format_of(path)
+    if target_bytes <= 0:
+        raise ValueError(f"target_bytes must be positive, not {target_bytes!r}")
+    _check_args(path, 0, None)
+    if _compression(path):
+        return [(0, None)]
+    size = os.path.getsize(path)
+    cuts = [0]
+    with open(path, "rb") as f:
+        while cuts[-1] + target_bytes < size:
+            cut = fmt.next_start(f, cuts[-1] + target_bytes)
+            if cut is None or cut >= size:
+                break
+            cuts.append(cut)
+    return list(zip(cuts, [*cuts[1:], None], strict=True))

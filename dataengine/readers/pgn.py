@@ -1,0 +1,432 @@
+"""PGN games: the mainline of each game, ``[%eval]`` comments kept (see the package
+doc for how it follows ``chess.pgn.read_game``)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import chess
+
+from dataengine.readers.base import (
+    _BOM,
+    RESULT_UNKNOWN,
+    Bitboard,
+    Skip,
+    Square,
+    Unit,
+    _alternating,
+    _check_args,
+    _clip,
+    _Columns,
+    _encoding_detail,
+    _line_start_at_or_after,
+    _lines,
+    _make_unit,
+    _mark_line,
+    _open,
+    _pack,
+    _seek_lines,
+    _Truncated,
+    _uci_line,
+)
+
+# --------------------------------------------------------------------------
+# SAN: a fast path for the common moves, python-chess's parse_san for the rest.
+#
+# `Board.parse_san` generates every legal move of the filtered pieces (~7-10 us
+# here). The fast path looks up the few pseudo-legal candidates in the attack
+# tables; when there is exactly one, the caller pushes it and checks
+# `was_into_check()` (a pseudo-legal move is legal iff it leaves the king safe).
+# A move is taken only when it is the one legal move among ALL candidates, so
+# the fast path never accepts what parse_san rejects; anything else (castling,
+# en passant, ambiguity, errors, odd notations) falls back to parse_san, which
+# then returns or raises exactly as read_game would.
+
+# SAN -> (piece type, from-mask, to-square, promotion), or None for "ask parse_san".
+_SanInfo = tuple[int, Bitboard, Square, int]
+_SAN_CACHE: dict[str, _SanInfo | None] = {}
+_SAN_CACHE_MAX = 200_000
+_UNSEEN = object()
+
+
+def _san_info(san: str) -> _SanInfo | None:
+    match = chess.SAN_REGEX.match(san)
+    if match is None:
+        return None
+    piece, file, rank, target, promotion = match.groups()
+    to_square = chess.SQUARE_NAMES.index(target)
+    promo = chess.PIECE_SYMBOLS.index(promotion[-1].lower()) if promotion else 0
+    from_mask = chess.BB_ALL
+    if file:
+        from_mask &= chess.BB_FILES[ord(file) - ord("a")]
+    if rank:
+        from_mask &= chess.BB_RANKS[int(rank) - 1]
+    if piece:
+        if promo:
+            return None
+        return chess.PIECE_SYMBOLS.index(piece.lower()), from_mask, to_square, 0
+    # Pawn moves: a plain push ("e4") or a capture from the adjacent file ("exd5").
+    if rank or promo in (chess.KING, chess.PAWN):
+        return None
+    if file and abs((ord(file) - ord("a")) - chess.square_file(to_square)) != 1:
+        return None
+    if not file:
+        from_mask = 0  # marks a push
+    return chess.PAWN, from_mask, to_square, promo
+
+
+def _san_candidate(board: chess.Board, info: _SanInfo) -> chess.Move | None:
+    """The only pseudo-legal move matching `info` (legality NOT checked), the
+    only legal one when there are several, or None (ask parse_san)."""
+    piece, from_mask, to, promo = info
+    white = board.turn
+    ours = board.occupied_co[white]
+    to_bb = chess.BB_SQUARES[to]
+    if ours & to_bb:
+        return None
+    occupied = board.occupied
+    if piece == chess.PAWN:
+        last_rank = 7 if white else 0
+        if (chess.square_rank(to) == last_rank) != bool(promo):
+            return None
+        step = -8 if white else 8
+        if not 0 <= to + step < 64:
+            return None
+        pawns = board.pawns & ours
+        if from_mask:  # capture
+            if not occupied & to_bb:
+                return None  # en passant or illegal: parse_san decides
+            source = chess.lsb(from_mask & chess.BB_RANKS[chess.square_rank(to + step)])
+            if not pawns & chess.BB_SQUARES[source]:
+                return None
+        else:  # push
+            if occupied & to_bb:
+                return None
+            source = to + step
+            if not pawns & chess.BB_SQUARES[source]:
+                if occupied & chess.BB_SQUARES[source] or chess.square_rank(to) != (
+                    3 if white else 4
+                ):
+                    return None
+                source += step
+                if not pawns & chess.BB_SQUARES[source]:
+                    return None
+        return chess.Move(source, to, promo or None)
+    if piece == chess.KNIGHT:
+        attackers = chess.BB_KNIGHT_ATTACKS[to] & board.knights
+    elif piece == chess.KING:
+        attackers = chess.BB_KING_ATTACKS[to] & board.kings
+    else:
+        attackers = 0
+        if piece != chess.ROOK:
+            attackers = chess.BB_DIAG_ATTACKS[to][chess.BB_DIAG_MASKS[to] & occupied]
+        if piece != chess.BISHOP:
+            attackers |= (
+                chess.BB_RANK_ATTACKS[to][chess.BB_RANK_MASKS[to] & occupied]
+                | chess.BB_FILE_ATTACKS[to][chess.BB_FILE_MASKS[to] & occupied]
+            )
+        attackers &= board.pieces_mask(piece, white)
+    candidates = attackers & ours & from_mask
+    if not candidates:
+        return None
+    if not candidates & (candidates - 1):
+        return chess.Move(candidates.bit_length() - 1, to)
+    found = None  # several pieces reach `to`: at most one may move legally
+    for source in chess.scan_reversed(candidates):
+        move = chess.Move(source, to)
+        if not board.is_into_check(move):
+            if found is not None:
+                return None  # ambiguous: parse_san raises
+            found = move
+    return found
+
+
+# --------------------------------------------------------------------------
+# Movetext.
+
+# Words of movetext: comments, line comments, parentheses, everything else
+# between whitespace and those (SAN, NAGs, results); move numbers ("12.",
+# "12...") are dropped by the regex itself.
+_TOKEN_RE = re.compile(r"(?:\d+\.+\s*)?(\{[^}]*\}?|;[^\n]*|[()]|[^\s{}();]+)")
+_RESULTS = {"1-0": 1, "0-1": -1, "1/2-1/2": 0, "*": RESULT_UNKNOWN}
+# python-chess's EVAL_REGEX (chess.pgn), without the prefix/suffix groups.
+_EVAL_RE = re.compile(
+    r"\[%eval\s(?:\#([+-]?\d+)|([+-]?(?:\d{0,10}\.\d{1,2}|\d{1,10}\.?)))(?:,\d+)?\]"
+)
+
+
+class _BadMove(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _play(board: chess.Board, movetext: str, cols: _Columns) -> dict[int, str]:
+    """Play the mainline of `movetext` on `board`, recording each position before its move.
+
+    Returns the first comment holding ``[%eval`` after each move, keyed by the
+    index of the position it evaluates (the one after that move). Raises
+    `_BadMove` on the first bad move.
+    """
+    evals: dict[int, str] = {}
+    add = cols.add
+    moves = cols.move.append
+    push = board.push
+    was_into_check = board.was_into_check
+    san_cache = _SAN_CACHE
+    n = 0
+    depth = 0
+    for token in _TOKEN_RE.findall(movetext):
+        c = token[0]
+        if c == "{":
+            if not depth and "[%eval" in token and n not in evals:
+                evals[n] = token
+            continue
+        if c == "(":
+            depth += 1
+            continue
+        if c == ")":
+            if depth:
+                depth -= 1
+            continue
+        if depth or c in ";$!?*":  # "*": the unknown result
+            continue
+        if "0" <= c <= "9" or c == ".":
+            if token in _RESULTS:
+                continue
+            if not token.startswith("0-0"):
+                token = token.lstrip("0123456789").lstrip(".")  # "12." / "12...Nf6" / "12.e4"
+                if not token:
+                    continue
+        san = token.rstrip("!?")
+        add(board)
+        info = san_cache.get(san, _UNSEEN)
+        if info is _UNSEEN:
+            info = _san_info(san)
+            if len(san_cache) < _SAN_CACHE_MAX:
+                san_cache[san] = info
+        move = None if info is None else _san_candidate(board, info)
+        if move is not None:
+            push(move)
+            if was_into_check():
+                board.pop()
+                move = None
+        if move is None:
+            try:
+                move = board.parse_san(san)
+            except ValueError as exc:
+                raise _BadMove(f"ply {n}: {exc}") from None
+            if not move:
+                raise _BadMove(f"ply {n}: null move {san!r} is not a training target")
+            push(move)
+        moves(_pack(move))
+        n += 1
+    return evals
+
+
+def _parse_evals(comments: dict[int, str]) -> dict[int, tuple[int, int]]:
+    """(cp, mate) from White's view per position; as python-chess's `GameNode.eval`."""
+    evals = {}
+    for index, comment in comments.items():
+        match = _EVAL_RE.search(comment)
+        if match is None:
+            continue
+        mate, cp = match.groups()
+        if mate is not None:
+            if int(mate) != 0:  # "#0" (side to move is mated) has no signed encoding
+                evals[index] = (0, int(mate))
+        else:
+            evals[index] = (round(float(cp) * 100), 0)
+    return evals
+
+
+# --------------------------------------------------------------------------
+# PGN.
+
+# python-chess's TAG_REGEX, per line of a tag section.
+_TAG_RE = re.compile(r'^\[([A-Za-z0-9][A-Za-z0-9_+#=:-]*)\s+"([^\r\n]*)"\]\s*$', re.MULTILINE)
+# What makes a line a tag line (and so maybe the start of a game): "[" and the
+# first character of a tag name, so that a malformed or cut-off tag ("[Site ")
+# still belongs to its tag section but a wrapped comment line like
+# "[%clk 0:01:00] }" does not.
+_TAG_LINE_RE = re.compile(rb"\[[A-Za-z0-9]")
+_ROSTER = ("Event", "Site", "Date", "Round", "White", "Black", "Result")
+_STANDARD_VARIANTS = {alias.lower() for alias in chess.Board.aliases}
+
+
+def _is_tag_line(line: bytes) -> bool:
+    return _TAG_LINE_RE.match(line) is not None
+
+
+def _prev_nonblank_is_tag(f: BinaryIO, pos: int) -> bool:
+    """Whether the last non-blank line before the line start `pos` is a tag line."""
+    tail = b""
+    while pos > 0:
+        size = min(1 << 16, pos)
+        pos -= size
+        f.seek(pos)
+        lines = (f.read(size) + tail).split(b"\n")
+        tail = lines[0] if pos else b""
+        for line in reversed(lines if not pos else lines[1:]):
+            if line.strip():
+                return _is_tag_line(line.removeprefix(_BOM) if pos == 0 else line)
+    return False
+
+
+def _game_start_at_or_after(f: BinaryIO, pos: int) -> int | None:
+    """Offset of the first game start >= `pos` in the plain PGN `f`, None if none.
+
+    A game starts at a tag line whose previous non-blank line is not a tag line.
+    """
+    offset = _line_start_at_or_after(f, pos)
+    prev_tag = _prev_nonblank_is_tag(f, offset)
+    f.seek(offset)
+    for line in f:
+        if _is_tag_line(line):
+            if not prev_tag:
+                return offset
+            prev_tag = True
+        elif not line.isspace():
+            prev_tag = False
+        offset += len(line)
+    return None
+
+
+def _comment_open_after(line: bytes, in_comment: bool) -> bool:
+    """Whether a `{` comment is still open after this movetext line."""
+    if not in_comment and b";" not in line:
+        return line.rfind(b"{") > line.rfind(b"}")
+    for char in re.findall(rb"[{};]", line):
+        if in_comment:
+            in_comment = char != b"}"
+        elif char == b"{":
+            in_comment = True
+        elif char == b";":
+            break
+    return in_comment
+
+
+def read_pgn(path: str, start: int = 0, end: int | None = None) -> Iterator[Unit | Skip]:
+    """Yield a Unit per mainline game of a PGN file (plain, .gz, .bz2, .zst) in file order.
+
+    Positions: every board before a mainline move (target: that move) and the
+    final board (target -1). A ``[%eval]`` after move k evaluates the board
+    after it (position k + 1). With a byte range, yields exactly the games
+    that start in ``[start, end)`` of the plain file; `split_ranges` gives
+    ranges that tile the file.
+    """
+    _check_args(path, start, end)
+    return _read_pgn(os.fspath(path), start, end)
+
+
+def _read_pgn(path: str, start: int, end: int | None) -> Iterator[Unit | Skip]:
+    with _open(path) as f:
+        if start:
+            first = _game_start_at_or_after(f, start)
+            if first is None:
+                return
+            lines = _seek_lines(f, first)
+        else:
+            lines = _lines(f, 0, 1)
+        game_line = 0  # 0: no game yet
+        tags: list[bytes] = []
+        movetext: list[bytes] = []
+        prev_tag = blank = in_comment = False
+        empty = True
+        try:
+            for offset, lineno, line in lines:
+                empty = False
+                if _is_tag_line(line):
+                    if not prev_tag:
+                        if game_line:
+                            yield _pgn_unit(path, game_line, tags, movetext, False)
+                        if end is not None and offset >= end:
+                            _mark_line(f, offset, lineno)  # where the next range starts
+                            return
+                        game_line, tags, movetext = lineno, [], []
+                        blank = in_comment = False
+                    tags.append(line)
+                    prev_tag = True
+                    continue
+                if line.isspace():
+                    blank = blank or (bool(movetext) and not in_comment)
+                    continue
+                prev_tag = False
+                if not in_comment and (
+                    line[:1] == b"%" or (line[:1] == b";" and (blank or not movetext))
+                ):
+                    continue  # escape line, or a comment line outside movetext
+                if not game_line or blank:  # movetext without tags: a game of its own
+                    if game_line:
+                        yield _pgn_unit(path, game_line, tags, movetext, False)
+                    game_line, tags, movetext = lineno, [], []
+                    blank = False
+                movetext.append(line)
+                in_comment = _comment_open_after(line, in_comment)
+        except _Truncated as exc:
+            if game_line:
+                yield _pgn_unit(path, game_line, tags, movetext, True)
+            yield exc.skip(path)
+            return
+        if game_line:
+            yield _pgn_unit(path, game_line, tags, movetext, True)
+        elif empty and not start:
+            yield Skip("empty", path, 1, "the file is empty")
+
+
+def _pgn_unit(
+    path: str, line: int, tag_lines: list[bytes], movetext_lines: list[bytes], at_eof: bool
+) -> Unit | Skip:
+    try:
+        tag_text = b"".join(tag_lines).decode("utf-8")
+        movetext = b"".join(movetext_lines).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Skip("bad_encoding", path, line, _encoding_detail(exc))
+    headers = dict(_TAG_RE.findall(tag_text))
+    variant = headers.get("Variant")
+    if variant is not None and variant.lower() not in _STANDARD_VARIANTS:
+        return Skip("variant", path, line, _clip(f"Variant {variant!r} is not standard chess"))
+    fen = headers.get("FEN")
+    if fen is None:
+        board = chess.Board()
+    else:
+        try:
+            board = chess.Board(fen)
+        except ValueError as exc:
+            return Skip("bad_fen", path, line, _clip(f"FEN tag {fen!r}: {exc}"))
+        if not board.is_valid():
+            return Skip(
+                "invalid_position", path, line, _clip(f"FEN tag {fen!r}: {board.status()!r}")
+            )
+    if not movetext_lines:
+        if at_eof:
+            return Skip(
+                "truncated",
+                path,
+                line,
+                _clip(f"file ends after the tag section: {tag_text[-80:]!r}"),
+            )
+        return Skip("no_moves", path, line, "game has no movetext")
+    first_turn = board.turn
+    cols = _Columns()
+    try:
+        comments = _play(board, movetext, cols)
+    except _BadMove as exc:
+        return Skip("illegal_move", path, line, _clip(exc.detail))
+    n = len(cols.move)
+    if not n:
+        return Skip("no_moves", path, line, _clip(f"no moves in {movetext.strip()!r}"))
+    cols.add(board)
+    cols.move.append(-1)
+    identity = "|".join(
+        [headers.get(tag, "") for tag in _ROSTER] + ([fen] if fen is not None else [])
+    )
+    identity += "|" + _uci_line(cols.move)
+    return _make_unit(
+        "pgn", identity, line, cols, _alternating(first_turn, n + 1), list(range(n + 1)),
+        result=_RESULTS.get(headers.get("Result", "*"), RESULT_UNKNOWN),
+        evals=_parse_evals(comments),
+    )  # fmt: skip
