@@ -408,7 +408,7 @@ def test_eval_every_logs_the_heldout_metrics_of_both_weights(shards, tmp_path):
 
 
 def test_plot_draws_the_heldout_panels(shards, tmp_path):
-    from train.plot import HELD_OUT_PANELS, _series
+    from train.plot import HELD_OUT_PANELS, _series, plot
     from train.plot import main as plot_main
 
     train(run_config(shards, tmp_path, steps=6, progress_interval=2, eval_every=3,
@@ -423,3 +423,23 @@ def test_plot_draws_the_heldout_panels(shards, tmp_path):
     _, height = struct.unpack(">II", data[16:24])
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and height > 3.2 * 80 * 3
     assert all(f"val_ema/{k}" in lines[-1] for k in HELD_OUT_PANELS.values())
+    # each panel once: rows of losses, SSL tasks, held-out figures
+    titles = []
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    real_subplots = plt.subplots
+
+    def spy(*args, **kwargs):
+        fig, axes = real_subplots(*args, **kwargs)
+        titles.append(axes)
+        return fig, axes
+
+    plt.subplots = spy
+    try:
+        plot(lines, tmp_path / "again.png")
+    finally:
+        plt.subplots = real_subplots
+    shown = [ax.get_title() for ax in titles[0].flat if ax.get_visible()]
+    assert len(shown) == len(set(shown)) == 3 + 7 + len(HELD_OUT_PANELS) + 1, shown

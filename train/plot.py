@@ -64,10 +64,11 @@ def plot(metrics: list[dict], out: Path) -> None:
         panels.append(("held-out SSL F1 (EMA)",
                        [(k, k.removeprefix("val_ema/").removesuffix("_f1"), None) for k in f1]))
     # training losses from row 0, SSL tasks from row 1, held-out figures on rows of their own
-    rows = [panels[:len(main)], *(panels[len(main) + i:len(main) + i + 4]
-                                  for i in range(0, len(tasks), 4))]
-    rest = panels[len(main) + len(tasks):]
-    rows += [rest[i:i + 4] for i in range(0, len(rest), 4)]
+    def by_four(part: list) -> list[list]:
+        return [part[i:i + 4] for i in range(0, len(part), 4)]
+
+    rows = [panels[:len(main)], *by_four(panels[len(main):len(main) + len(tasks)]),
+            *by_four(panels[len(main) + len(tasks):])]
     fig, axes = plt.subplots(len(rows), 4, figsize=(16, 3.2 * len(rows)), squeeze=False)
     for r, row in enumerate(rows):
         for c in range(4):
