@@ -179,6 +179,8 @@ def test_every_flag_reaches_the_config():
             argv = [f"--{flag}", str(want)]
         elif name == "curriculum":
             argv, want = [f"--{flag}", "uniform"], "uniform"
+        elif name == "ema_start":  # an int whose default is None
+            argv, want = [f"--{flag}", "7"], 7
         elif isinstance(default, float):
             want = default / 2 if default else 0.25
             argv = [f"--{flag}", str(want)]
@@ -346,6 +348,20 @@ def test_ema_follows_the_closed_form(warmup):
     for n, v in want.items():
         torch.testing.assert_close(got[n], v, rtol=1e-5, atol=1e-6, msg=n)
     assert int(got["1.num_batches_tracked"]) == 40  # integer buffers are copied
+
+
+def test_ema_copies_the_weights_until_ema_start(shards, tmp_path):
+    for start, copied in ((None, True), (0, False)):  # None: the lr warmup, 5 steps here
+        out = tmp_path / str(start)
+        train(run_config(shards, out, steps=10, save_every=4, keep_checkpoints=0,
+                         ema_start=start))
+        at4 = ckpt.load(ckpt.step_path(out / "ck", "pretrained", 4))
+        same = all(torch.equal(at4["model"][k], at4["ema_model"][k]) for k in at4["model"])
+        assert same == copied, start
+        at8 = ckpt.load(ckpt.step_path(out / "ck", "pretrained", 8))
+        assert int(at8["ema"]["n_averaged"]) == (4 if copied else 8)  # counted from step 5
+        assert not all(torch.equal(at8["model"][k], at8["ema_model"][k])
+                       for k in at8["model"] if at8["model"][k].is_floating_point())
 
 
 def test_ema_of_a_short_run_is_no_worse_than_the_raw_weights(shards, tmp_path):

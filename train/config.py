@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,10 @@ class TrainConfig:
     ema_warmup: bool = True
     """Warm the EMA decay up as min(ema_decay, (1 + t) / (10 + t)) after t updates, so that
     the EMA of a short run is not mostly its random initial weights (train/ema.py)."""
+    ema_start: int | None = None
+    """Until this step the EMA is a copy of the weights and averaging starts there, t
+    counted from it (None = lr_warmup_steps: while the learning rate warms up the weights
+    move faster than an average can follow)."""
     ssl_weight: float = 0.15
     """Overall weight of the SSL loss."""
     ssl_warmup_steps: int = 500
@@ -136,6 +141,8 @@ class TrainConfig:
         for name in ("lr", "weight_decay", "ssl_weight", "grad_clip_norm", "heartbeat_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.ema_start is not None and self.ema_start < 0:
+            raise ConfigError(f"train.ema_start must be >= 0 or null, got {self.ema_start}")
         for name in ("ema_decay", "min_lr_ratio", "teacher_mix"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"train.{name} must be in [0, 1], got {getattr(self, name)}")
@@ -179,6 +186,12 @@ FLAGS = _flag_fields()
 METAVARS = {int: "N", float: "X", str: "TEXT"}
 
 
+def _optional_type(cls: type, name: str) -> type:
+    """The X of a field annotated ``X | None`` (the type its flag parses)."""
+    hint = typing.get_type_hints(cls)[name]
+    return next((a for a in typing.get_args(hint) if a is not type(None)), str)
+
+
 def add_flags(ap: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (and per SSL task weight), defaulting to None so that
     only flags given on the command line override the config file. Each flag's help is
@@ -194,7 +207,7 @@ def add_flags(ap: argparse.ArgumentParser) -> None:
             obj, attr = defaults, name
         default = getattr(obj, attr)
         doc = (nested_docs[nested] if "." in name else docs).get(attr, "")
-        kind = type(default) if default is not None else str
+        kind = type(default) if default is not None else _optional_type(TrainConfig, attr)
         text = f"{doc} (default: {default})".strip().replace("%", "%%")
         if kind is bool:
             ap.add_argument(f"--{flag}", dest=name, action=argparse.BooleanOptionalAction,

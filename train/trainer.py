@@ -243,6 +243,7 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
     if cfg.checkpoint_in and state is None:
         init_from(model, cfg.checkpoint_in)
     ema = make_ema(model, cfg.ema_decay, cfg.ema_warmup)
+    ema_start = cfg.lr_warmup_steps if cfg.ema_start is None else cfg.ema_start
 
     # -- optimizer, schedule, precision -------------------------------------------------
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
@@ -356,6 +357,8 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
                          if cfg.grad_clip_norm > 0 else torch.tensor(0.0))
             scaler.step(optimizer)
             scaler.update()
+            if step < ema_start:  # the EMA follows the weights, then averages from here
+                ema.n_averaged.zero_()
             ema.update_parameters(model)
             window.steps += 1
             window.add({"grad_norm": grad_norm.detach().float()})
