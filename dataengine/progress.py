@@ -42,6 +42,16 @@ class LogLines(tqdm):
             self.fp.flush()
         return True
 
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        # tqdm redraws on every postfix change; a log waits for the next interval
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s="", refresh=True):
+        super().set_postfix_str(s, refresh=False)
+
+    def set_description(self, desc=None, refresh=True):
+        super().set_description(desc, refresh=False)
+
     def close(self):
         if self.disable:
             return

@@ -39,6 +39,16 @@ def test_a_log_gets_whole_lines_at_most_every_interval():
     assert lines[0].startswith("job:   0%") and lines[-1].startswith("job: 100%")
     assert "10000/10000" in lines[-1]
 
+    out = io.StringIO()  # a postfix or description changed every step draws no line
+    with progress(total=1_000, desc="job", file=out, log_seconds=3600) as bar:
+        for i in range(1_000):
+            bar.update(1)
+            bar.set_postfix(pos_s=i)
+            bar.set_postfix_str(f"at {i}")
+            bar.set_description(f"job {i % 3}")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith("job 0: 100%"), lines
+
     out = io.StringIO()
     for _ in progress(range(5), desc="each", file=out, log_seconds=0):
         pass
