@@ -3,6 +3,7 @@
     python -m dataengine.selfplay --games N --out games.pgn [--nodes 4000]
         [--multipv-prob 0.15] [--openings FILE.tsv ...] [--workers K] [--seed S]
         [--max-plies 500] [--engine PATH]
+    python -m dataengine.selfplay --opponent random --games N --out conversions.epd ...
 
 Game i (0-based, ``Round`` i + 1) starts from a line of the opening book (TSV with
 columns ``eco``, ``name``, ``pgn``) chosen with ``random.Random(seed + i)``; then
@@ -14,7 +15,19 @@ two decimals or ``#N``. A game ends at checkmate, stalemate, insufficient materi
 the fifty-move rule or threefold repetition (``board.outcome(claim_draw=True)``), or
 at ``--max-plies`` with result ``*``.
 
-A game is a pure function of (seed, i, nodes, multipv-prob, max-plies, book, engine):
+With ``--opponent random`` (conversion games) Stockfish plays one side (White in even
+rounds i, Black in odd ones) and the other side plays a uniformly random legal move
+from the same generator. Engine-vs-engine games stop short of the positions such a game
+reaches (three queens against a bare king): these games show how a won position is
+converted into mate without stalemating. The output is then EPD, not PGN: one line per
+position where Stockfish is to move and plays its best line (MultiPV draws are played
+but not written), ``bm`` the move, ``ce`` (or ``dm``, mate in n) its score from the side
+to move's view, ``hmvc``/``fmvn`` the counters and ``id "<White> vs <Black> r<round>"``
+(one id per game: the build's split keeps a game's positions together); then a line
+``# round <i+1> <White> vs <Black>: <termination> <result>`` ends the game.
+
+A game is a pure function of (seed, i, nodes, multipv-prob, max-plies, opponent, book,
+engine):
 one thread, ``ucinewgame`` at its start, and the engine is given the whole move list.
 Games are appended in round order, each flushed as soon as it and all before it are
 done, so the file does not depend on the number of workers; a killed run keeps every
@@ -53,6 +66,7 @@ ENGINE_OPTIONS = {"Threads": 1, "Hash": 16}
 little more than the teacher's (which clears it before every position)."""
 HEADERS = {"Event": "self-play", "Site": "local", "Date": "????.??.??"}
 _RESULTS = ("1-0", "0-1", "1/2-1/2", "*")
+OPPONENTS = ("stockfish", "random")
 
 
 class SelfPlayError(RuntimeError):
@@ -79,8 +93,13 @@ class SelfPlayConfig:
     """Games still running after this many plies (opening line included) end with `*`."""
     seed: int = 0
     """Game i draws its opening and its variety moves from random.Random(seed + i)."""
+    opponent: str = "stockfish"
+    """"stockfish": self-play, written as PGN; "random": Stockfish against a uniformly
+    random mover, Stockfish's positions written as EPD (conversion games)."""
 
     def __post_init__(self) -> None:
+        if self.opponent not in OPPONENTS:
+            raise SelfPlayError(f"opponent must be one of {OPPONENTS}, got {self.opponent!r}")
         if self.nodes < 1:
             raise SelfPlayError(f"nodes must be >= 1, got {self.nodes!r}")
         if not 0.0 <= self.multipv_prob <= 1.0:
@@ -154,22 +173,78 @@ def play_game(engine: chess.engine.SimpleEngine, index: int, openings: list[Open
         node = node.add_main_variation(move)
         board.push(move)
 
-    limit = chess.engine.Limit(nodes=cfg.nodes)
-    this_game = object()  # python-chess sends `ucinewgame` when this changes
+    engine_move = _EngineMoves(engine, cfg, rng)
     while (outcome := board.outcome(claim_draw=True)) is None and board.ply() < cfg.max_plies:
-        if rng.random() < cfg.multipv_prob:
-            lines = engine.analyse(board, limit, multipv=3, game=this_game)
-            others = [line for line in lines[1:] if line.get("pv") and "score" in line]
-            info = rng.choice(others) if others else lines[0]
-        else:
-            info = engine.analyse(board, limit, game=this_game)
-        if not info.get("pv") or "score" not in info:
-            raise chess.engine.EngineError(f"no move or score for {board.fen()!r}: {info!r}")
+        info, _ = engine_move(board)
         move = info["pv"][0]
         node = node.add_main_variation(move, comment=format_eval(info["score"]))
         board.push(move)
     game.headers["Result"] = outcome.result() if outcome else "*"
     return game.accept(chess.pgn.StringExporter(columns=None))
+
+
+class _EngineMoves:
+    """The engine's move in one game: its best line, or with probability multipv_prob a
+    line drawn from 2-3 of a MultiPV 3 search. Calls return (info, is_best_line)."""
+
+    def __init__(self, engine: chess.engine.SimpleEngine, cfg: SelfPlayConfig,
+                 rng: random.Random) -> None:
+        self.engine, self.rng, self.multipv_prob = engine, rng, cfg.multipv_prob
+        self.limit = chess.engine.Limit(nodes=cfg.nodes)
+        self.game = object()  # python-chess sends `ucinewgame` when this changes
+
+    def __call__(self, board: chess.Board) -> tuple[dict, bool]:
+        best = True
+        if self.rng.random() < self.multipv_prob:
+            lines = self.engine.analyse(board, self.limit, multipv=3, game=self.game)
+            others = [line for line in lines[1:] if line.get("pv") and "score" in line]
+            info, best = (self.rng.choice(others), False) if others else (lines[0], True)
+        else:
+            info = self.engine.analyse(board, self.limit, game=self.game)
+        if not info.get("pv") or "score" not in info:
+            raise chess.engine.EngineError(f"no move or score for {board.fen()!r}: {info!r}")
+        return info, best
+
+
+def conversion_players(index: int, nodes: int) -> tuple[str, str]:
+    """(White, Black) of conversion game `index`: Stockfish is White in even rounds."""
+    names = (player(nodes), "random")
+    return names if index % 2 == 0 else names[::-1]
+
+
+def play_conversion(engine: chess.engine.SimpleEngine, index: int, openings: list[Opening],
+                    cfg: SelfPlayConfig) -> str:
+    """Conversion game `index` (Stockfish against a random mover) as EPD text: the
+    engine's best-line positions, then the ``# round`` line (no trailing newline)."""
+    rng = random.Random(cfg.seed + index)
+    opening = openings[rng.randrange(len(openings))]
+    board = chess.Board()
+    for uci in opening.moves:
+        board.push(chess.Move.from_uci(uci))
+    white, black = conversion_players(index, cfg.nodes)
+    engine_side = chess.WHITE if white != "random" else chess.BLACK
+    game_id = f"{white} vs {black} r{index + 1}"
+    engine_move = _EngineMoves(engine, cfg, rng)
+    lines = []
+    while (outcome := board.outcome(claim_draw=True)) is None and board.ply() < cfg.max_plies:
+        if board.turn != engine_side:
+            board.push(rng.choice(list(board.legal_moves)))
+            continue
+        info, best = engine_move(board)
+        move, score = info["pv"][0], info["score"].relative
+        if best:
+            value = {"dm": score.mate()} if score.is_mate() else {"ce": score.score()}
+            lines.append(board.epd(bm=move, **value, hmvc=board.halfmove_clock,
+                                   fmvn=board.fullmove_number, id=game_id))
+        board.push(move)
+    ending = f"{outcome.termination.name.lower()} {outcome.result()}" if outcome \
+        else f"ply cap {cfg.max_plies} *"
+    lines.append(f"# round {index + 1} {white} vs {black}: {ending}")
+    return "\n".join(lines)
+
+
+PLAY = {"stockfish": play_game, "random": play_conversion}
+"""The game function of each opponent."""
 
 
 # ----------------------------------------------------------------------------- workers
@@ -185,12 +260,14 @@ def _worker_init(path: str, openings: list[Opening], cfg: SelfPlayConfig) -> Non
 def _worker_game(index: int) -> str:
     """Play game `index`; an engine that dies is restarted and the game replayed once."""
     try:
-        return play_game(_WORKER["engine"], index, _WORKER["openings"], _WORKER["cfg"])
+        return PLAY[_WORKER["cfg"].opponent](_WORKER["engine"], index, _WORKER["openings"],
+                                             _WORKER["cfg"])
     except chess.engine.EngineError:
         _WORKER["engine"].close()
         _WORKER["engine"] = open_engine(_WORKER["path"], ENGINE_OPTIONS)
     try:
-        return play_game(_WORKER["engine"], index, _WORKER["openings"], _WORKER["cfg"])
+        return PLAY[_WORKER["cfg"].opponent](_WORKER["engine"], index, _WORKER["openings"],
+                                             _WORKER["cfg"])
     except chess.engine.EngineError as exc:
         raise SelfPlayError(f"round {index + 1}: the engine failed twice: {exc}") from None
 
@@ -256,6 +333,41 @@ def games_done(path: Path, nodes: int, quiet: bool = True) -> int:
     return len(starts)
 
 
+_MARKER_RE = re.compile(rb"^# round (\d+) (.*): \S.*$", re.MULTILINE)
+_EPD_ID_RE = re.compile(rb' id "(.*) r(\d+)";$')
+
+
+def conversions_done(path: Path, nodes: int, quiet: bool = True) -> int:
+    """Complete conversion games at the start of the EPD `path` (rounds 1..k, each ended
+    by its ``# round`` line); the lines of a cut-off last game are removed."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    markers = list(_MARKER_RE.finditer(data))
+    end = markers[-1].end() + 1 if markers else 0
+    whole_lines = data[: data.rfind(b"\n") + 1].splitlines()  # a cut-off last line aside
+    for line in whole_lines:
+        if not (_MARKER_RE.match(line) or _EPD_ID_RE.search(line)):
+            raise SelfPlayError(f"{str(path)!r} exists and is not a conversion EPD of this "
+                                f"tool (line {line[:60]!r})")
+    if len(data) > end:
+        if not quiet:
+            print(f"{path}: dropping an incomplete last game ({len(data) - end} bytes)")
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    rounds = [int(m.group(1)) for m in markers]
+    if rounds != list(range(1, len(markers) + 1)):
+        raise SelfPlayError(f"{str(path)!r} does not hold rounds 1..{len(markers)} of one run: "
+                            "not written by this tool? (use another --out)")
+    for m in markers:
+        expected = " vs ".join(conversion_players(int(m.group(1)) - 1, nodes)).encode()
+        if m.group(2) != expected:
+            raise SelfPlayError(f"{str(path)!r} holds games played as {m.group(2).decode()!r}, "
+                                f"not {expected.decode()!r}: continue with the same --nodes, "
+                                "or use another --out")
+    return len(markers)
+
+
 def selfplay(games: int, out: str | Path, *, cfg: SelfPlayConfig | None = None,
              openings: list[str | Path] | None = None, workers: int | None = None,
              engine: str | None = None, quiet: bool = False) -> dict:
@@ -267,7 +379,11 @@ def selfplay(games: int, out: str | Path, *, cfg: SelfPlayConfig | None = None,
         raise SelfPlayError(f"games must be >= 0 and workers >= 1, got {games!r}, {workers!r}")
     book, bad = load_openings(openings or [DEFAULT_OPENINGS])
     path = find_stockfish(engine)
-    start = games_done(out, cfg.nodes, quiet)
+    if cfg.opponent == "random" and out.suffix != ".epd":
+        raise SelfPlayError(f"conversion games (--opponent random) are EPD: name --out "
+                            f"*.epd, not {out.name!r}")
+    start = (conversions_done if cfg.opponent == "random" else games_done)(out, cfg.nodes, quiet)
+    separator = "\n" if cfg.opponent == "random" else "\n\n"
     todo = range(start, max(start, games))
     results: Counter = Counter()
     t0 = time.perf_counter()
@@ -279,7 +395,7 @@ def selfplay(games: int, out: str | Path, *, cfg: SelfPlayConfig | None = None,
         if start and todo and not quiet:
             tqdm.write(f"{out}: {start} games already there, playing rounds {start + 1}..{games}")
         for text in _games(todo, path, book, cfg, min(workers, len(todo)) or 1):
-            f.write(text + "\n\n")
+            f.write(text + separator)
             f.flush()
             results[text.rsplit(maxsplit=1)[-1]] += 1
             bar.update(1)
@@ -292,7 +408,8 @@ def selfplay(games: int, out: str | Path, *, cfg: SelfPlayConfig | None = None,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m dataengine.selfplay",
-        description="Stockfish self-play games with [%%eval] comments, appended to a PGN.",
+        description="Stockfish self-play games with [%%eval] comments, appended to a PGN "
+                    "(or, with --opponent random, conversion games as EPD).",
     )
     ap.add_argument("--games", type=int, required=True, help="total games the file should hold")
     ap.add_argument("--out", required=True, help="PGN file (appended to; a rerun continues it)")
@@ -306,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="game i uses seed + i (default 0)")
     ap.add_argument("--max-plies", type=int, default=500,
                     help="cap per game, result * (default 500)")
+    ap.add_argument("--opponent", choices=OPPONENTS, default="stockfish",
+                    help="stockfish: self-play PGN (default); random: Stockfish against a "
+                         "random mover, its positions as EPD (conversion games)")
     ap.add_argument("--engine", default=None,
                     help="Stockfish binary (default: stockfish on PATH or /usr/games/stockfish)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -313,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     remove_stale_semaphores()  # left by killed runs (kill -9 takes the tracker too)
     try:
         cfg = SelfPlayConfig(nodes=args.nodes, multipv_prob=args.multipv_prob,
-                             max_plies=args.max_plies, seed=args.seed)
+                             max_plies=args.max_plies, seed=args.seed, opponent=args.opponent)
         summary = selfplay(args.games, args.out, cfg=cfg, openings=args.openings,
                            workers=args.workers, engine=args.engine, quiet=args.quiet)
     except (SelfPlayError, TeacherError) as exc:

@@ -183,3 +183,86 @@ def test_errors_are_clear(tmp_path, capsys):
     bad.write_text("eco\tname\tpgn\nA00\tnonsense\t1. e5\n")
     assert main(["--games", "1", "--out", str(tmp_path / "g.pgn"), "--openings", str(bad)]) == 2
     assert "no usable opening line" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- conversions
+
+CONV = SelfPlayConfig(nodes=NODES, max_plies=200, seed=3, opponent="random", multipv_prob=0.0)
+
+
+@pytest.fixture(scope="module")
+def conversions(tmp_path_factory) -> Path:
+    stockfish_or_skip()
+    out = tmp_path_factory.mktemp("conversions") / "conv.epd"
+    summary = selfplay.selfplay(6, out, cfg=CONV, workers=2, quiet=True)
+    assert (summary["played"], summary["games"]) == (6, 6)
+    return out
+
+
+def split_games(path: Path) -> list[tuple[list[str], str]]:
+    """(EPD lines, # round line) of each game."""
+    games, lines = [], []
+    for line in path.read_text().splitlines():
+        if line.startswith("# round "):
+            games.append((lines, line))
+            lines = []
+        else:
+            lines.append(line)
+    assert lines == [], "lines after the last # round line"
+    return games
+
+
+def test_conversion_games_are_stockfish_positions_read_as_epd(conversions):
+    games = split_games(conversions)
+    assert [m.split()[2] for _, m in games] == [str(i) for i in range(1, 7)]
+    units = list(readers.read_positions(str(conversions)))
+    assert all(isinstance(u, readers.Unit) for u in units)
+    assert len(units) == sum(len(lines) for lines, _ in games)
+    k = 0
+    for i, (lines, marker) in enumerate(games):
+        white, black = selfplay.conversion_players(i, NODES)
+        assert marker.startswith(f"# round {i + 1} {white} vs {black}: ")
+        engine_white = white != "random"
+        for line in lines:
+            unit = units[k]
+            k += 1
+            assert unit.turn == [engine_white]  # only the engine's positions
+            assert unit.move[0] >= 0 and unit.has_eval == [True]
+            assert unit.identity == f"fen:{white} vs {black} r{i + 1}"  # one split unit a game
+        ending, result = marker.rsplit(": ", 1)[1].split()
+        board = chess.Board(lines[-1].split(" bm ")[0])
+        bm = board.parse_san(lines[-1].split(" bm ")[1].split(";")[0])
+        if ending == "checkmate":  # every engine move is written (multipv_prob 0): its last mates
+            board.push(bm)
+            assert board.is_checkmate() and result == ("1-0" if engine_white else "0-1")
+            assert " dm 1;" in lines[-1]
+
+
+def test_conversions_do_not_depend_on_workers_and_resume(conversions, tmp_path):
+    out = tmp_path / "conv.epd"
+    selfplay.selfplay(3, out, cfg=CONV, workers=1, quiet=True)
+    text = conversions.read_text()
+    third = text.index("# round 3 ")
+    assert out.read_text() == text[: text.index("\n", third) + 1]
+    cut = text.index("# round 5 ")
+    out.write_text(text[: cut - 30])  # killed while writing game 5
+    summary = selfplay.selfplay(6, out, cfg=CONV, workers=2, quiet=True)
+    assert (summary["already_there"], summary["played"]) == (4, 2)
+    assert out.read_text() == text
+
+
+def test_conversion_errors_are_clear(tmp_path, capsys):
+    engine = stockfish_or_skip()
+    assert main(["--games", "1", "--opponent", "random", "--out", str(tmp_path / "c.pgn"),
+                 "--engine", engine]) == 2
+    assert "are EPD: name --out *.epd" in capsys.readouterr().err
+    other = tmp_path / "other.epd"
+    other.write_text("8/8/8/8/8/8/8/K1k5 w - - bm Kb2;\n")
+    assert main(["--games", "1", "--opponent", "random", "--out", str(other),
+                 "--engine", engine]) == 2
+    assert "is not a conversion EPD of this tool" in capsys.readouterr().err
+    mine = tmp_path / "mine.epd"
+    selfplay.selfplay(1, mine, cfg=CONV, workers=1, quiet=True)
+    assert main(["--games", "2", "--opponent", "random", "--out", str(mine), "--nodes", "300",
+                 "--engine", engine]) == 2
+    assert "continue with the same --nodes" in capsys.readouterr().err
