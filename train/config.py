@@ -75,7 +75,8 @@ class TrainConfig:
     accum_steps: int = 1
     """Gradient accumulation micro-steps per optimizer step (effective batch = batch x accum)."""
     use_amp: bool = False
-    """Mixed precision: fp16 with a grad scaler on CUDA and MPS, bf16 autocast on CPU."""
+    """Mixed precision: bf16 autocast on CUDA GPUs that have bf16 (compute capability 8.0+)
+    and on CPU; fp16 with a grad scaler on older CUDA GPUs and on MPS."""
     max_nonfinite: int = 20
     """A step whose loss is NaN or inf is skipped (no update, its data stays used); after
     this many such steps in a row the run saves a checkpoint and stops with an error."""

@@ -76,12 +76,62 @@ def ssl_scale(step: int, weight: float, warmup: int) -> float:
     return weight * min(1.0, (step + 1) / warmup) if warmup else weight
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    # no weight decay on biases and norm parameters
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                   fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW, without weight decay on biases and norm parameters.
+
+    ``fused`` (default: when every parameter is on a CUDA device) runs each update as
+    torch's fused AdamW kernel instead of its default loop over tensors (on a GPU the
+    loop is a few kernel launches per parameter tensor every step). Elsewhere the
+    optimizer is torch's default AdamW, as it always was."""
+    params = list(model.parameters())
+    if fused is None:
+        fused = bool(params) and all(p.device.type == "cuda" for p in params)
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr,
+                             **({"fused": True} if fused else {}))
+
+
+#: The param-group keys that choose AdamW's update kernel rather than the optimisation.
+KERNEL_KEYS = ("fused", "foreach", "capturable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """``optimizer.load_state_dict(saved)``, keeping this run's update kernel.
+
+    The saved param groups carry the saving run's ``fused`` / ``foreach`` flags, which
+    ``load_state_dict`` would adopt: a checkpoint from a GPU would make a CPU resume
+    fused, one from a CPU would leave a GPU resume unfused. This run's flags are put
+    back, and each ``step`` count goes where that kernel wants it (a fused or
+    capturable update: on the parameter's device; the others: on the CPU)."""
+    kernels = [{k: g[k] for k in KERNEL_KEYS if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, kept in zip(optimizer.param_groups, kernels, strict=True):
+        group.update(kept)
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if isinstance(state.get("step"), torch.Tensor):
+                where = p.device if on_device else torch.device("cpu")
+                state["step"] = state["step"].to(device=where, dtype=torch.float32)
+
+
+def amp_precision(device: torch.device) -> tuple[torch.dtype, bool]:
+    """``--use-amp``'s autocast dtype on ``device`` and whether it needs a GradScaler.
+
+    bf16 has float32's exponent range, so it needs no loss scaling: it is used on a CUDA
+    GPU that has it natively (``torch.cuda.is_bf16_supported(including_emulation=False)``:
+    compute capability 8.0 and later, e.g. A100, H100, H200) and on the CPU. Older CUDA
+    GPUs and MPS get fp16 with a GradScaler."""
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return torch.bfloat16, False
+        return torch.float16, True
+    if device.type == "mps":
+        return torch.float16, True
+    return torch.bfloat16, False
 
 
 def init_from(model: torch.nn.Module, path: str) -> None:
@@ -249,9 +299,8 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.lr_warmup_steps, cfg.steps, cfg.min_lr_ratio))
-    scaled = cfg.use_amp and device.type in ("cuda", "mps")
-    amp_dtype = torch.float16 if scaled else torch.bfloat16  # bf16 autocast on CPU
-    scaler = torch.amp.GradScaler(device.type, enabled=scaled)
+    amp_dtype, scaled = amp_precision(device)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.use_amp and scaled)
 
     # -- data ---------------------------------------------------------------------------
     curriculum = load_curriculum(cfg.curriculum, run.curricula)
@@ -263,9 +312,10 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
     if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved without a scaler (bf16, or no AMP)
+            scaler.load_state_dict(state["scaler"])
         loader.load_state_dict(state["loader"])
         ckpt.set_rng_state(state["rng"])
         step, nonfinite_total = state["step"], state["nonfinite_total"]
@@ -423,5 +473,5 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
             "last_metrics": metrics.last}
 
 
-__all__ = ["StepLosses", "TrainingError", "loss_shares", "lr_factor",
-           "pick_device", "train"]
+__all__ = ["StepLosses", "TrainingError", "amp_precision", "load_optimizer_state",
+           "loss_shares", "lr_factor", "make_optimizer", "pick_device", "train"]
