@@ -15,7 +15,11 @@ up to float rounding, because every part of a step is taken over the global batc
   times its share, and the average is the gradient of the global batch's loss.
 
 A plain ``python -m train`` (no WORLD_SIZE in the environment) is world size 1 and
-none of this runs.
+none of this runs; neither does a torchrun job of one process, unless
+``TRAIN_PROCESS_GROUP=1`` is in its environment (:data:`PROCESS_GROUP_ENV`): then the
+one process sets up its process group, SyncBatchNorm and DDP as each of several would,
+so that the multi-process path can be checked on a machine with one GPU
+(``make gpu-check``).
 """
 
 from __future__ import annotations
@@ -29,8 +33,12 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["Dist", "DistributedError", "GlobalBatchNorm2d", "env_rank", "setup",
-           "sync_batchnorm"]
+__all__ = ["PROCESS_GROUP_ENV", "Dist", "DistributedError", "GlobalBatchNorm2d", "env_rank",
+           "setup", "sync_batchnorm"]
+
+#: ``TRAIN_PROCESS_GROUP=1``: a torchrun job of one process still takes the multi-process
+#: path (process group, SyncBatchNorm, DDP); without it one process trains plainly.
+PROCESS_GROUP_ENV = "TRAIN_PROCESS_GROUP"
 
 
 class DistributedError(RuntimeError):
@@ -63,10 +71,12 @@ class Dist:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     owns_group: bool = False
     """setup() created the process group, so close() destroys it."""
+    grouped: bool = False
+    """A process group is in use (world > 1, or one process with PROCESS_GROUP_ENV)."""
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1
+        return self.grouped
 
     @property
     def backend(self) -> str:
@@ -143,7 +153,8 @@ def setup(device: torch.device) -> Dist:
     else:
         world, owns = _env_int("WORLD_SIZE", 1), True
         rank, local_rank = env_rank(), _env_int("LOCAL_RANK", 0)
-    if world <= 1:
+    one_group = owns and "WORLD_SIZE" in os.environ and os.environ.get(PROCESS_GROUP_ENV) == "1"
+    if world <= 1 and not one_group:
         return Dist(device=device)
     if not dist.is_available():
         raise DistributedError("WORLD_SIZE > 1, but this torch build has no torch.distributed")
@@ -163,7 +174,8 @@ def setup(device: torch.device) -> Dist:
             dist.init_process_group("nccl", device_id=device)
         else:
             dist.init_process_group("gloo")
-    return Dist(rank=rank, world=world, local_rank=local_rank, device=device, owns_group=owns)
+    return Dist(rank=rank, world=world, local_rank=local_rank, device=device, owns_group=owns,
+                grouped=True)
 
 
 # ----------------------------------------------------------------------------- BatchNorm
