@@ -26,7 +26,7 @@ FRACTION ?= 1.0
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow bench quality lint shards inspect train train-ddp plot eval stockfish selfplay teacher clean
+.PHONY: help setup test test-slow bench gpu-check quality lint shards inspect train train-ddp plot eval stockfish selfplay teacher clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,9 @@ bench: setup ## print the benchmark tables (labelers, data engine, loader, train
 	$(PY) bench/bench_loader.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_teacher.py
+
+gpu-check: ## the GPU path measured in one table (CUDA torch installed where a GPU is visible): make gpu-check [ARGS="--device cpu"]
+	bash bench/gpu_check.sh $(ARGS)
 
 quality: setup $(if $(filter $(OUT),$(SHARDS)),$(OUT)/manifest.json) ## SSL vs no SSL, same steps and seed: make quality [STEPS=1500] [SHARDS=shards] [ARGS="--device cuda --games 100"]
 	$(PY) bench/quality.py --steps $(QUALITY_STEPS) --shards $(SHARDS) $(ARGS)
