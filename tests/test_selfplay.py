@@ -227,7 +227,10 @@ def test_conversion_games_are_stockfish_positions_read_as_epd(conversions):
             unit = units[k]
             k += 1
             assert unit.turn == [engine_white]  # only the engine's positions
-            assert unit.move[0] >= 0 and unit.has_eval == [True]
+            board = chess.Board(line.split(" bm ")[0])
+            bm = board.parse_san(line.split(" bm ")[1].split(";")[0])
+            assert unit.move == [bm.from_square | bm.to_square << 6 | (bm.promotion or 0) << 12]
+            assert unit.has_eval == [True]
             assert unit.identity == f"fen:{white} vs {black} r{i + 1}"  # one split unit a game
         ending, result = marker.rsplit(": ", 1)[1].split()
         board = chess.Board(lines[-1].split(" bm ")[0])
