@@ -21,8 +21,7 @@ import chess
 import numpy as np
 import pytest
 
-from dataengine.readers import Unit, read_pgn
-from dataengine.readers import fastpgn
+from dataengine.readers import Unit, fastpgn, read_pgn
 from dataengine.readers.fastpgn import OK, REJECT, decode_game, decode_games, start_from_board
 from tests.naive import SAMPLE, shared_data
 
@@ -523,6 +522,9 @@ CASES = {
     "no moves": ("1-0", None, 0),
     "illegal move": ("1. e4 e5 2. Ke3", None, 2),
     "move after mate": ("1. f3 e5 2. g4 Qh4# 3. a3", None, 4),
+    "densest movetext (the row capacity is exact)": ("e4 e5 d4 d5 c4 c5 a4 a5 h4 h5", None,
+                                                     "ok"),
+    "parentheses as separators": ("e4)e5)d4)d5", None, "ok"),
     "tab and vertical tab separators": ("1.\te4\x0be5\x0c2.\x1cNf3", None, "ok"),
     "control character in a token": ("1. e4\x01 e5", None, 0),
 }

@@ -732,8 +732,10 @@ def _outputs(rows: int) -> tuple[np.ndarray, ...]:
 
 
 def _capacity(n_bytes: int) -> int:
-    """Rows enough for any movetext of `n_bytes` (a move takes 2 bytes and a separator)."""
-    return n_bytes // 2 + 2
+    """Rows enough for any movetext of `n_bytes`: each move is a run of >= 2 token bytes
+    (a run holds one move at most) and runs are >= 1 byte apart, so m moves take
+    >= 3m - 1 bytes and m + 1 <= n_bytes // 3 + 2 (`_decode` checks it anyway)."""
+    return n_bytes // 3 + 2
 
 
 @njit(**_JIT)
@@ -877,10 +879,11 @@ def decode_games(movetexts: Sequence[bytes], starts: Sequence[Start | None] | No
     start_castling = np.array([s.castling for s in resolved], dtype=np.uint64)
     start_ep = np.array([s.ep_square for s in resolved], dtype=np.int64)
     start_halfmove = np.array([s.halfmove for s in resolved], dtype=np.int64)
-    outs = _outputs(int(lengths.sum()) // 2 + 2 * games + 1)
+    outs = _outputs(int(lengths.sum()) // 3 + 2 * games + 1)
     status = np.empty(games, dtype=np.int64)
     plies = np.empty(games, dtype=np.int64)
     first = np.empty(games, dtype=np.int64)
     rows = _decode_batch(buf, offsets, start_bb, start_turn, start_castling, start_ep,
                          start_halfmove, *outs, status, plies, first)
-    return DecodedBatch(status, plies, first, *(a[:rows] for a in outs))
+    # copies: the capacity is several times what real games use
+    return DecodedBatch(status, plies, first, *(a[:rows].copy() for a in outs))
