@@ -322,7 +322,7 @@ def test_random_games_agree_with_python_chess_and_read_pgn(tmp_path):
     path = tmp_path / "random.pgn"
     lines = write_pgn(path, [(tags, text) for tags, text, _, _ in games])
     units = units_by_line(path)
-    accepted = 0
+    accepted = positions = 0
     for line, (tags, text, start, moves) in zip(lines, games, strict=True):
         got = decode_game(text.encode(), start_of(tags))
         if not moves:
@@ -332,7 +332,9 @@ def test_random_games_agree_with_python_chess_and_read_pgn(tmp_path):
         assert_boards(start, moves, got)
         assert_same(units[line], got, f"random.pgn:{line}")
         accepted += 1
-    print(f"random games: {accepted} accepted, all equal to python-chess and read_pgn")
+        positions += len(got)
+    print(f"random games: {accepted} accepted, {positions:,} positions, all equal to "
+          "python-chess and read_pgn")
 
 
 def respell(rng: random.Random, board: chess.Board, move: chess.Move) -> str:
@@ -399,7 +401,7 @@ def test_respelled_and_mutated_games_are_rejected_or_equal(tmp_path):
     path = tmp_path / "variants.pgn"
     lines = write_pgn(path, variants)
     units = units_by_line(path)
-    accepted = read_ok = 0
+    accepted = read_ok = positions = 0
     for line, (tags, text) in zip(lines, variants, strict=True):
         got = decode_game(text.encode(), start_of(tags))
         read_ok += line in units
@@ -407,8 +409,9 @@ def test_respelled_and_mutated_games_are_rejected_or_equal(tmp_path):
             assert line in units, (line, text)
             assert_same(units[line], got, f"variants.pgn:{line}: {text!r}")
             accepted += 1
+            positions += len(got)
     print(f"\nrespelled/mutated games: {len(variants)}, read_pgn keeps {read_ok} whole or "
-          f"cut, the fast path accepts {accepted} (each equal)")
+          f"cut, the fast path accepts {accepted} ({positions:,} positions, each equal)")
     assert accepted >= len(variants) // 3
 
 

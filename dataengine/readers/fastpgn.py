@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import chess
 import numpy as np
-from numba import njit
+from numba import config, njit
 
 from labelers import tables
 from labelers.kernels import _tzcnt
@@ -717,6 +717,13 @@ def _decode(buf, lo, hi, start_bb, start_turn, start_castling, start_ep, start_h
     return OK, ply
 
 
+def _bytes(data: bytes) -> np.ndarray:
+    buf = np.frombuffer(data, dtype=np.uint8)
+    # Without the JIT (coverage runs), numpy's uint8 scalars would wrap where compiled
+    # code computes in int64.
+    return buf.astype(np.int64) if config.DISABLE_JIT else buf
+
+
 def _outputs(rows: int) -> tuple[np.ndarray, ...]:
     return (
         np.empty((rows, 8), dtype=np.uint64),
@@ -786,6 +793,8 @@ def start_from_board(board: chess.Board) -> Start | None:
     for color in chess.COLORS:
         if chess.popcount(board.kings & board.occupied_co[color]) != 1:
             return None
+    if board.castling_rights != board.clean_castling_rights():
+        return None  # not on a valid board, which the caller should have checked
     bitboards = np.array(
         [board.pawns, board.knights, board.bishops, board.rooks, board.queens, board.kings,
          board.occupied_co[chess.WHITE], board.occupied_co[chess.BLACK]], dtype=np.uint64,
@@ -824,7 +833,7 @@ def decode_game(movetext: bytes, start: Start | None = None) -> Decoded:
     standard start position by default)."""
     if start is None:
         start = STANDARD_START
-    buf = np.frombuffer(movetext, dtype=np.uint8)
+    buf = _bytes(movetext)
     outs = _outputs(_capacity(len(buf)))
     status, ply = _decode(
         buf, 0, len(buf), start.bitboards, start.turn, _U64(start.castling), start.ep_square,
@@ -870,7 +879,7 @@ def decode_games(movetexts: Sequence[bytes], starts: Sequence[Start | None] | No
     lengths = np.fromiter((len(m) for m in movetexts), dtype=np.int64, count=games)
     offsets = np.zeros(games + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    buf = np.frombuffer(b"".join(movetexts), dtype=np.uint8)
+    buf = _bytes(b"".join(movetexts))
     if starts is None:
         starts = [None] * games
     resolved = [STANDARD_START if s is None else s for s in starts]
