@@ -29,8 +29,15 @@ making the move and testing whether the mover's king is attacked, which is what
 python-chess's pin and evasion logic computes for valid positions; castling is
 checked as ``Board.generate_castling_moves`` checks it.
 
-The movetext must already be valid UTF-8 (``pgn.py`` decodes it first and
-skips a game that is not); the decoder only looks at bytes.
+Only ASCII bytes carry meaning here, so the movetext may be in any
+ASCII-compatible encoding (UTF-8, cp1252, Latin-1): whatever ``pgn.py`` decides
+about a game's encoding (its notes included) stays its own business; a
+non-ASCII byte outside a comment is rejected anyway.
+
+The start position comes from :func:`start_from_board` (the board of a ``FEN``
+tag, after ``pgn.py`` checked ``is_valid()``) or is the standard one.
+Throughput (bench/bench_dataengine.py, 1,500 Stockfish games): about 2-3 M
+positions/s for the decode alone on one core.
 """
 
 from __future__ import annotations
