@@ -250,7 +250,7 @@ def test_other_settings_are_refused(reference, capsys):
 def test_missing_stockfish_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert main([str(tmp_path), "--engine", str(tmp_path / "stockfish")]) == 2
     assert capsys.readouterr().err.startswith("error: stockfish not found at ")
-    monkeypatch.setattr(teacher, "ENGINE_CANDIDATES", ("no-such-stockfish-binary",))
+    monkeypatch.setattr(teacher.engine, "ENGINE_CANDIDATES", ("no-such-stockfish-binary",))
     (tmp_path / "manifest.json").write_text("{}")
     assert main([str(tmp_path)]) == 2
     assert capsys.readouterr().err == "error: stockfish not found (apt-get install stockfish)\n"
