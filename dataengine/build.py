@@ -49,7 +49,7 @@ SKIP_LOG = "skipped.log"
 VAL_ZARR = "val.zarr"
 #: Layout of the files a task leaves in the work directory (part_paths); parts of
 #: another layout, left by an older build, are not reused.
-WORK_VERSION = 2
+WORK_VERSION = 3
 #: Validation games are those with ``game_id % VAL_BUCKETS`` under a threshold.
 VAL_BUCKETS = 1_000_000
 WORK = ".work"
@@ -156,13 +156,14 @@ def run_task(task: Task, work: str, root: str | None = None) -> dict:
     working directory may differ); skips still name the path as given."""
     from dataengine.records import position_keys, units_to_block  # in the worker process
 
-    units, skips = [], []
+    units, skips = [], []  # skips: [reason, path, line, detail, kept] in file order
     source = str(Path(root) / task.path) if root else task.path
     for item in readers.read(source, task.start, task.end):
-        if isinstance(item, readers.Skip):
-            skips.append([item.reason, task.path, item.line, item.detail])
-        else:
+        if isinstance(item, readers.Unit):
             units.append(item)
+        else:  # a Skip, or a Note about the unit before it (kept)
+            kept = isinstance(item, readers.Note)
+            skips.append([item.reason, task.path, item.line, item.detail, kept])
     block = units_to_block(units, task.file_id)
     part, skip_file, keys_file, games_file = part_paths(Path(work), task.key)
     # the part file last: it is the marker that the task is complete
@@ -170,7 +171,8 @@ def run_task(task: Task, work: str, root: str | None = None) -> dict:
     atomic_write(keys_file, position_keys(block).astype("<u8").tobytes())
     atomic_write(games_file, block["game_id"].astype("<u8").tobytes())
     atomic_write(part, schema.encode_block(block, level=1))
-    return {"key": task.key, "records": schema.block_len(block), "skipped": len(skips)}
+    return {"key": task.key, "records": schema.block_len(block),
+            "skipped": sum(not s[4] for s in skips)}
 
 
 def run_on_dask(todo: list[Task], work: Path, scheduler: str, workers: int, advance) -> None:
@@ -407,7 +409,8 @@ def merge(
         file_skips = json.loads(part_paths(work, task.key)[1].read_text())
         skips += file_skips
         per_file[task.file_id]["positions"] += size
-        per_file[task.file_id]["skipped"] += len(file_skips)
+        per_file[task.file_id]["skipped"] += sum(not s[4] for s in file_skips)
+        per_file[task.file_id]["notes"] += sum(s[4] for s in file_skips)
         block = schema.take(block, keep[offset : offset + size])
         offset += size
         block["bucket"] = assign_buckets(block, cfg.buckets)
@@ -438,8 +441,10 @@ def merge(
     write_val_zarr(out / VAL_ZARR, val)
     splits["val"]["zarr"] = VAL_ZARR
 
-    skip_counts = Counter(s[0] for s in skips)
-    log = "".join(f"{r}\t{p}:{line}\t{d}\n" for r, p, line, d in skips[: cfg.skip_log_limit])
+    skip_counts = Counter(s[0] for s in skips if not s[4])
+    note_counts = Counter(s[0] for s in skips if s[4])
+    log = "".join(f"{'kept:' if kept else ''}{r}\t{p}:{line}\t{d}\n"
+                  for r, p, line, d, kept in skips[: cfg.skip_log_limit])
     atomic_write(out / SKIP_LOG, log.encode())
     total_bytes = sum(s["bytes"] for sp in splits.values() for s in sp["shards"])
     records = sum(sp["records"] for sp in splits.values())
@@ -451,6 +456,7 @@ def merge(
             {
                 "path": f.path, "kind": f.kind, "sha256": f.sha256, "bytes": f.size,
                 "positions": per_file[i]["positions"], "skipped": per_file[i]["skipped"],
+                "notes": per_file[i]["notes"],
             }
             for i, f in enumerate(files)
         ],
@@ -459,6 +465,8 @@ def merge(
         "records": records,
         "bytes_per_record": round(total_bytes / records, 2) if records else None,
         "skipped": dict(sorted(skip_counts.items())),
+        # units kept with a change (readers.Note): games cut short, recoded games
+        "notes": dict(sorted(note_counts.items())),
         "splits": splits,
     }
 
@@ -514,13 +522,15 @@ def build(
     if not quiet:
         dt = time.perf_counter() - t0
         sp = manifest["splits"]
+        kept = (f"kept {sum(manifest['notes'].values())} changed units {manifest['notes']}; "
+                if manifest["notes"] else "")
         print(
             f"built {manifest['records']:,} records ({sp['train']['records']:,} train, "
             f"{sp['val']['records']:,} val) from {manifest['positions_read']:,} positions in "
             f"{dt:.1f} s ({manifest['positions_read'] / dt:,.0f} pos/s); "
             f"{manifest['bytes_per_record']} B/record; "
             f"skipped {sum(manifest['skipped'].values())} units {manifest['skipped'] or ''}; "
-            f"{manifest['repeats_dropped']:,} repeats dropped -> {out}/{MANIFEST}"
+            f"{kept}{manifest['repeats_dropped']:,} repeats dropped -> {out}/{MANIFEST}"
         )
     return manifest
 

@@ -97,7 +97,8 @@ class BuildConfig:
     chunk_bytes: int = 4 << 20
     """Plain input files are cut into tasks of about this many bytes at game/row boundaries."""
     skip_log_limit: int = 1000
-    """How many skipped inputs are written to skipped.log (all are counted in the manifest)."""
+    """How many skipped inputs (and inputs kept with a change, as ``kept:<reason>``) are
+    written to skipped.log (all are counted in the manifest)."""
     buckets: BucketRules = field(default_factory=BucketRules)
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ position an input should yield, in input order, with its move, result and eval.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,17 +53,36 @@ def _score(node) -> tuple[int, int] | None:
     return (0, white.mate()) if white.is_mate() else (white.score(), 0)
 
 
+def _text(line: bytes) -> str:
+    """A line of a PGN file: UTF-8, else cp1252, else Latin-1 (which decodes anything)."""
+    for codec in ("utf-8", "cp1252"):
+        try:
+            return line.decode(codec)
+        except UnicodeDecodeError:
+            pass
+    return line.decode("latin-1")
+
+
 def pgn_positions(path: Path):
-    with open(path, encoding="utf-8") as f:
-        while (game := chess.pgn.read_game(f)) is not None:
-            result = _result(game.headers.get("Result", "*"))
-            board = game.board()
-            ply, score = 0, None
-            for child in game.mainline():
-                yield Expected(board.copy(stack=False), child.move, result, score, ply)
-                board.push(child.move)
-                score = _score(child)
-                ply += 1
+    """Every mainline position of every game; a game ends at its last board, or just
+    before its first illegal move (python-chess ends the mainline there) or null move.
+    A game left without moves yields nothing."""
+    with open(path, "rb") as f:
+        text = "".join(_text(line) for line in f)
+    handle = io.StringIO(text)
+    while (game := chess.pgn.read_game(handle)) is not None:
+        result = _result(game.headers.get("Result", "*"))
+        board = game.board()
+        ply, score, out = 0, None, []
+        for child in game.mainline():
+            if not child.move:  # a null move ("--", "Z0"): the game is cut there
+                break
+            out.append(Expected(board.copy(stack=False), child.move, result, score, ply))
+            board.push(child.move)
+            score = _score(child)
+            ply += 1
+        if out:
+            yield from out
             yield Expected(board.copy(stack=False), None, result, score, ply)
 
 

@@ -183,16 +183,23 @@ MALFORMED_CSV = (
 def test_bad_input_is_skipped_counted_and_logged(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    (src / "games.pgn").write_text(MALFORMED_PGN)
+    latin1 = b'\n[Event "Torneo Pe\xf1a"]\n[Result "*"]\n\n1. d4 d5 *\n'
+    (src / "games.pgn").write_bytes(MALFORMED_PGN.encode() + latin1)
     (src / "puzzles.csv").write_text(MALFORMED_CSV)
     manifest = build([str(src)], tmp_path / "out", cfg=BuildConfig(**NO_CAP), quiet=True)
-    assert manifest["skipped"] == {"bad_fen": 1, "illegal_move": 1, "invalid_position": 1,
-                                   "variant": 1}
-    # good 1: 7 moves + final; good 2: 4 moves + final; puzzle p1: solver moves 2
-    assert manifest["records"] == 8 + 5 + 2
+    assert manifest["skipped"] == {"bad_fen": 1, "invalid_position": 1, "variant": 1}
+    # kept with a note: "illegal" up to its bad move, the Latin-1 game read as cp1252
+    assert manifest["notes"] == {"recoded": 1, "truncated": 1}
+    pgn_input = next(f for f in manifest["inputs"] if f["path"].endswith("games.pgn"))
+    assert (pgn_input["skipped"], pgn_input["notes"]) == (2, 2)
+    # good 1: 7 moves + final; illegal: 2 moves + the board before Ke3; good 2: 4 moves +
+    # final; Latin-1: 2 moves + final; puzzle p1: solver moves 2
+    assert manifest["records"] == 8 + 3 + 5 + 3 + 2
     log = (tmp_path / "out" / "skipped.log").read_text().splitlines()
-    assert len(log) == 4
-    assert any(line.startswith("illegal_move\t") and "games.pgn:6\t" in line for line in log)
+    assert len(log) == 5
+    assert any(line.startswith("kept:truncated\t") and "games.pgn:6\t" in line
+               and "Ke3" in line for line in log)
+    assert any(line.startswith("kept:recoded\t") and "cp1252" in line for line in log)
     assert any(line.startswith("bad_fen\t") and "puzzles.csv:3\t" in line for line in log)
 
 

@@ -18,6 +18,7 @@ import zstandard
 
 from dataengine.readers import (
     RESULT_UNKNOWN,
+    Note,
     ReaderError,
     Skip,
     Unit,
@@ -29,6 +30,7 @@ from dataengine.readers import (
     read_puzzles,
     split_ranges,
 )
+from tests import naive
 from tests.naive import shared_data
 
 DATA = shared_data()
@@ -176,8 +178,16 @@ def line_of(text: str, marker: str) -> int:
 
 
 def reasons(items: list) -> list:
-    """Each item as (reason or "unit", line)."""
-    return [(item.reason if isinstance(item, Skip) else "unit", item.line) for item in items]
+    """Each item as (reason, "note:" reason or "unit", line)."""
+    return [
+        (
+            item.reason if isinstance(item, Skip)
+            else "note:" + item.reason if isinstance(item, Note)
+            else "unit",
+            item.line,
+        )
+        for item in items
+    ]
 
 
 def read_ranges(path: Path, target: int) -> list:
@@ -431,20 +441,30 @@ def test_malformed_pgn_corpus(tmp_path):
     t = CORPUS_PGN
     assert reasons(items) == [
         ("unit", line_of(t, '"good 1"')),
-        ("illegal_move", line_of(t, '"illegal mid-game"')),
+        ("unit", line_of(t, '"illegal mid-game"')),
+        ("note:truncated", line_of(t, '"illegal mid-game"')),
         ("unit", line_of(t, '"good 2"')),
         ("bad_fen", line_of(t, '"bad fen"')),
         ("invalid_position", line_of(t, '"invalid position"')),
         ("variant", line_of(t, '"atomic"')),
-        ("bad_encoding", line_of(t, '"encoding"')),
+        ("unit", line_of(t, '"encoding"')),
+        ("note:recoded", line_of(t, '"encoding"')),
         ("no_moves", line_of(t, '"no moves"')),
         ("unit", line_of(t, '"from position"')),
         ("unit", line_of(t, "1. Nf3 Nf6")),
-        ("illegal_move", line_of(t, '"truncated"')),
+        ("unit", line_of(t, '"truncated"')),
+        ("note:truncated", line_of(t, '"truncated"')),
     ]
-    assert all(s.path == str(path) and s.detail for s in items if isinstance(s, Skip))
-    assert "Ke3" in items[1].detail and "\\xfc" in items[6].detail and "'B'" in items[10].detail
-    good1, good2, from_position, tagless = (u for u in items if isinstance(u, Unit))
+    assert all(s.path == str(path) and s.detail for s in items if isinstance(s, Skip | Note))
+    assert "Ke3" in items[2].detail and "\\xfc" in items[8].detail and "'B'" in items[13].detail
+    assert "cp1252" in items[8].detail
+    good1, cut, good2, encoded, from_position, tagless, cut2 = (
+        u for u in items if isinstance(u, Unit)
+    )
+    # a game cut short keeps the boards before the bad move, the last one without a target
+    assert (len(cut), cut.move[-1], cut.result) == (3, -1, -1)
+    assert (len(cut2), cut2.move[-1]) == (7, -1)
+    assert len(encoded) == 2 and encoded.identity.startswith("encoding||||M\u00fcller|")
     # the good games around the bad ones are intact: compare with python-chess
     good_text = "\n\n".join(
         t[t.index(a) : t.index(b)]
@@ -464,6 +484,107 @@ def test_malformed_pgn_corpus(tmp_path):
     assert from_position.halfmove[0] == 5 and from_position.ply == [0, 1, 2, 3]
     assert from_position.identity.endswith("|4k3/8/8/8/8/8/4P3/4K3 w - - 5 40|e2e4 e8d7 e4e5")
     assert tagless.identity == "|" * 7 + "g1f3 g8f6"
+
+
+def naive_columns(path: Path) -> list[tuple]:
+    """`columns` of every position tests/naive.py's python-chess twin expects in `path`."""
+    out = []
+    for e in naive.pgn_positions(path):
+        want = list(expected(e.board, e.ply, e.move))
+        want[-1] = e.eval
+        out.append(tuple(want))
+    return out
+
+
+def unit_columns(items: list) -> list[tuple]:
+    return [columns(u, i) for u in items if isinstance(u, Unit) for i in range(len(u))]
+
+
+def long_game(plies: int, seed: int) -> tuple[chess.Board, str]:
+    """A game of `plies` legal moves (seeded) that is not over, as numbered SAN with an
+    eval comment after each move, and the board after it."""
+    rng = random.Random(seed)
+    while True:
+        board, words = chess.Board(), []
+        for ply in range(plies):
+            moves = sorted(board.legal_moves, key=lambda m: m.uci())
+            if not moves:
+                break
+            move = rng.choice(moves)
+            number = f"{ply // 2 + 1}." if ply % 2 == 0 else f"{ply // 2 + 1}..."
+            words += [number, board.san(move), f"{{ [%eval {rng.randint(-300, 300) / 100}] }}"]
+            board.push(move)
+        else:
+            if not board.is_game_over():
+                return board, " ".join(words)
+
+
+@pytest.mark.parametrize("null", ["Z0", "--"])
+def test_pgn_null_move_mid_game_keeps_the_positions_before_it(tmp_path, null):
+    """As python-chess's anastasian-lewis.pgn: a null move (Z0) at ply 81 of a game that
+    goes on after it. Its 80 positions before the null move are kept with their moves,
+    then the board before the null move without one; the rest of the game is dropped."""
+    board, movetext = long_game(80, seed=81)
+    after = board.copy()
+    after.push(chess.Move.null())
+    going_on = " ".join(after.san(m) for m in list(after.legal_moves)[:1])
+    text = (
+        '[Event "World Senior Teams +50"]\n[White "Anastasian, A."]\n[Black "Lewis, An"]\n'
+        f'[Result "1-0"]\n\n{movetext} 41. {null} {going_on} 1-0\n\n'
+        '[Event "next"]\n[Result "*"]\n\n1. e4 *\n'
+    )
+    path = tmp_path / "anastasian-lewis.pgn"
+    path.write_text(text)
+    items = list(read_pgn(path))
+    assert reasons(items) == [("unit", 1), ("note:truncated", 1), ("unit", line_of(text, "next"))]
+    game, note = items[0], items[1]
+    assert len(game) == 81 and sum(m >= 0 for m in game.move) == 80 and game.move[-1] == -1
+    assert game.ply == list(range(81)) and game.result == 1 and game.has_eval[80]
+    assert fen5(board_at(game, 80)) == fen5(board)
+    assert null in note.detail and "80 moves" in note.detail
+    assert unit_columns(items) == naive_columns(path)
+    assert read_ranges(path, 1) == items
+
+
+def test_pgn_illegal_move_mid_game_keeps_the_positions_before_it(tmp_path):
+    board, movetext = long_game(30, seed=3)
+    king = chess.square_name(board.king(chess.WHITE))
+    far = "a8" if king[0] > "d" else "h8"
+    text = f'[Event "cut"]\n[Result "0-1"]\n\n{movetext} 16. K{far} e5 17. d4 0-1\n'
+    path = tmp_path / "illegal.pgn"
+    path.write_text(text)
+    game, note = read_pgn(path)
+    assert isinstance(note, Note) and note.reason == "truncated" and "ply 30" in note.detail
+    assert (len(game), game.move[-1], game.result) == (31, -1, -1)
+    assert unit_columns([game]) == naive_columns(path)
+    # python-chess ends the mainline at the illegal move too
+    assert len(list(chess.pgn.read_game(io.StringIO(text)).mainline_moves())) == 30
+    # a bad first move leaves nothing to keep: the game is skipped
+    path.write_text('[Event "first"]\n\n1. Ke3 e5 *\n\n[Event "null"]\n\n1. -- e5 *\n')
+    assert reasons(list(read_pgn(path))) == [("illegal_move", 1), ("illegal_move", 5)]
+    assert naive_columns(path) == []
+
+
+def test_pgn_latin1_game_is_recoded(tmp_path):
+    games = (
+        b'[Event "Torneo Pe\xf1a"]\n[White "M\x93ller\x94"]\n[Result "1-0"]\n\n'
+        b"1. e4 { bien jou\xe9 [%eval 0.3] } e5 2. Qh5 Nc6 3. Bc4 Nf6 4. Qxf7# 1-0\n\n"
+        b'[Event "undefined in cp1252: \x81"]\n\n1. d4 d5 *\n\n'
+        + '[Event "UTF-8 Peña"]\n\n1. c4 *\n'.encode()
+    )
+    path = tmp_path / "latin1.pgn"
+    path.write_bytes(games)
+    items = list(read_pgn(path))
+    assert reasons(items) == [("unit", 1), ("note:recoded", 1), ("unit", 7),
+                              ("note:recoded", 7), ("unit", 11)]
+    pena, undefined, utf8 = (u for u in items if isinstance(u, Unit))
+    assert pena.identity.startswith("Torneo Pe\u00f1a||||M\u201cller\u201d||1-0|e2e4 ")
+    assert "read as cp1252" in items[1].detail and "read as Latin-1" in items[3].detail
+    assert undefined.identity.startswith("undefined in cp1252: \x81|")
+    assert utf8.identity.startswith("UTF-8 Pe\u00f1a|")
+    assert (len(pena), pena.result, pena.has_eval[1], pena.eval_cp[1]) == (8, 1, True, 30)
+    assert unit_columns(items) == naive_columns(path)
+    assert read_ranges(path, 1) == items
 
 
 def test_pgn_truncated_between_tokens(tmp_path):

@@ -52,6 +52,7 @@ def collect(shards: Shards, split: str, max_records: int | None) -> dict:
         "repeats_dropped": m.get("repeats_dropped"),
         "max_repeats": (m.get("build_config") or {}).get("max_repeats"),
         "skipped": m.get("skipped", {}),
+        "notes": m.get("notes", {}),
         "inputs": [
             {k: f.get(k) for k in ("path", "kind", "positions", "skipped", "bytes")}
             for f in m.get("inputs", [])
@@ -97,6 +98,9 @@ def format_text(s: dict) -> str:
     if skipped:
         out.append("skipped    " + ", ".join(f"{k} {v:,}" for k, v in skipped.items())
                    + " (first ones listed in skipped.log)")
+    if s.get("notes"):
+        out.append("kept       " + ", ".join(f"{k} {v:,}" for k, v in s["notes"].items())
+                   + " (units kept with a change: kept:<reason> in skipped.log)")
     out += ["", _table(
         ["inputs", "kind", "positions", "skipped", "bytes"],
         [[f["path"], f["kind"], _num(f["positions"]), _num(f["skipped"]), _num(f["bytes"])]

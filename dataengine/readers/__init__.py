@@ -2,8 +2,9 @@
 
 Each reader is a generator over one file that yields, in file order, a
 :class:`Unit` for every good game/puzzle/line and a :class:`Skip` for every bad
-one. Bad content never raises; only a file that cannot be opened does
-(:class:`ReaderError`). A :class:`Unit` holds all of its positions as flat
+one; a :class:`Note` right after a Unit says what was changed to keep it (a game
+cut short at a bad move, a game read from another encoding). Bad content never
+raises; only a file that cannot be opened does (:class:`ReaderError`). A :class:`Unit` holds all of its positions as flat
 columns in python-chess's absolute orientation, so that the shard builder can
 turn them into arrays without touching python-chess again.
 
@@ -22,12 +23,15 @@ and one line in :data:`FORMATS`.
 Skip reasons (``Skip.reason``), stable keys for reports:
 
 ============================  =================================================
-``bad_encoding``              the unit contains bytes that are not UTF-8
+``bad_encoding``              a CSV/TSV/FEN/EPD line has bytes that are not
+                              UTF-8 (PGN games are recoded instead, see below)
 ``variant``                   PGN ``Variant`` tag other than standard chess
 ``bad_fen``                   FEN tag / puzzle FEN / FEN or EPD line unparsable
 ``invalid_position``          FEN parses but ``not board.is_valid()``
-``illegal_move``              a SAN/UCI move that is illegal or unparsable in
-                              its position (the whole unit is skipped)
+``illegal_move``              a SAN/UCI move that is illegal, unparsable or
+                              null in its position: the whole puzzle or opening
+                              line is skipped, a PGN game only when it is its
+                              first move (else it is truncated, see below)
 ``bad_move``                  malformed puzzle UCI move, EPD ``bm`` unusable
 ``no_moves``                  game, puzzle or opening line without moves
 ``truncated``                 file ends inside a tag section, or a compressed
@@ -38,11 +42,25 @@ Skip reasons (``Skip.reason``), stable keys for reports:
 ``empty``                     the file has no bytes at all
 ============================  =================================================
 
+Notes (``Note.reason``), about the Unit just before them; the Unit is kept:
+
+============================  =================================================
+``truncated``                 a PGN game has an illegal, unparsable or null
+                              (``--``, ``Z0``) move after its first: its
+                              positions before that move are kept (the board
+                              before the bad move as the last one, without a
+                              target, as a game's final board)
+``recoded``                   a PGN game is not UTF-8: it was read as cp1252
+                              (Latin-1 for the bytes cp1252 leaves undefined)
+============================  =================================================
+
 PGN handling follows ``chess.pgn.read_game`` (same tag regex, same SAN
 leniency, a blank line ends a game's movetext, lines starting with ``%`` are
-ignored) with two deliberate differences: an illegal or unparsable move skips
-the whole game instead of cutting it short, and tokens python-chess silently
-drops (e.g. a SAN cut in half, ``Nf``) count as unparsable moves.
+ignored; an illegal move ends the mainline there, as python-chess's does) with
+deliberate differences: a null move ends the mainline too (python-chess plays
+it and goes on), tokens python-chess silently drops (e.g. a SAN cut in half,
+``Nf``) count as unparsable moves, and a game that is not UTF-8 is read as
+cp1252.
 """
 
 
@@ -56,6 +74,7 @@ from typing import BinaryIO
 from dataengine.readers.base import (
     _COMPRESSED,
     RESULT_UNKNOWN,
+    Note,
     ReaderError,
     Skip,
     Unit,
@@ -72,6 +91,7 @@ __all__ = [
     "FORMATS",
     "RESULT_UNKNOWN",
     "Format",
+    "Note",
     "ReaderError",
     "Skip",
     "Unit",
@@ -93,7 +113,7 @@ class Format:
 
     kind: str
     suffixes: tuple[str, ...]
-    read: Callable[[str, int, int | None], Iterator[Unit | Skip]]
+    read: Callable[[str, int, int | None], Iterator[Unit | Skip | Note]]
     next_start: Callable[[BinaryIO, int], int | None]
 
 
@@ -129,7 +149,7 @@ def detect_kind(path: str) -> str:
     return _format_of(path).kind
 
 
-def read(path: str, start: int = 0, end: int | None = None) -> Iterator[Unit | Skip]:
+def read(path: str, start: int = 0, end: int | None = None) -> Iterator[Unit | Skip | Note]:
     """Read `path` with the reader its name asks for (see `detect_kind`)."""
     return _format_of(path).read(path, start, end)
 

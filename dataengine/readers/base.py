@@ -87,6 +87,20 @@ class Skip:
     """Human readable, quoting the bad input (about 200 characters at most)."""
 
 
+@dataclass(slots=True, frozen=True)
+class Note:
+    """Something about the Unit yielded just before it: kept, but not as the file has it
+    (a game cut short at a bad move, a game decoded from another encoding)."""
+
+    reason: str
+    """Short stable key, see the package docstring."""
+    path: str
+    line: int
+    """1-based line number where the unit starts."""
+    detail: str
+    """Human readable (about 200 characters at most)."""
+
+
 class ReaderError(OSError):
     """A file that cannot be read at all (missing, unreadable, unknown kind)."""
 

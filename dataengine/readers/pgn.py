@@ -1,5 +1,7 @@
 """PGN games: the mainline of each game, ``[%eval]`` comments kept (see the package
-doc for how it follows ``chess.pgn.read_game``)."""
+doc for how it follows ``chess.pgn.read_game``). A game cut short by a bad move keeps
+its positions before that move, a game that is not UTF-8 is read as cp1252 (or
+Latin-1); both come with a `Note`."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataengine.readers.base import (
     _BOM,
     RESULT_UNKNOWN,
     Bitboard,
+    Note,
     Skip,
     Square,
     Unit,
@@ -159,9 +162,12 @@ _EVAL_RE = re.compile(
 
 
 class _BadMove(Exception):
-    def __init__(self, detail: str) -> None:
+    """A move that cannot be played; `comments` are the eval comments read before it."""
+
+    def __init__(self, detail: str, comments: dict[int, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.comments = comments or {}
 
 
 def _play(board: chess.Board, movetext: str, cols: _Columns) -> dict[int, str]:
@@ -169,7 +175,9 @@ def _play(board: chess.Board, movetext: str, cols: _Columns) -> dict[int, str]:
 
     Returns the first comment holding ``[%eval`` after each move, keyed by the
     index of the position it evaluates (the one after that move). Raises
-    `_BadMove` on the first bad move.
+    `_BadMove` on the first bad move (illegal, unparsable or null); `cols` then
+    holds the positions before it with their moves, and the board before the bad
+    move without one.
     """
     evals: dict[int, str] = {}
     add = cols.add
@@ -218,9 +226,9 @@ def _play(board: chess.Board, movetext: str, cols: _Columns) -> dict[int, str]:
             try:
                 move = board.parse_san(san)
             except ValueError as exc:
-                raise _BadMove(f"ply {n}: {exc}") from None
+                raise _BadMove(f"ply {n}: {exc}", evals) from None
             if not move:
-                raise _BadMove(f"ply {n}: null move {san!r} is not a training target")
+                raise _BadMove(f"ply {n}: null move {san!r} is not a training target", evals)
             push(move)
         moves(_pack(move))
         n += 1
@@ -309,7 +317,7 @@ def _comment_open_after(line: bytes, in_comment: bool) -> bool:
     return in_comment
 
 
-def read_pgn(path: str, start: int = 0, end: int | None = None) -> Iterator[Unit | Skip]:
+def read_pgn(path: str, start: int = 0, end: int | None = None) -> Iterator[Unit | Skip | Note]:
     """Yield a Unit per mainline game of a PGN file (plain, .gz, .bz2, .zst) in file order.
 
     Positions: every board before a mainline move (target: that move) and the
@@ -322,7 +330,7 @@ def read_pgn(path: str, start: int = 0, end: int | None = None) -> Iterator[Unit
     return _read_pgn(os.fspath(path), start, end)
 
 
-def _read_pgn(path: str, start: int, end: int | None) -> Iterator[Unit | Skip]:
+def _read_pgn(path: str, start: int, end: int | None) -> Iterator[Unit | Skip | Note]:
     with _open(path) as f:
         if start:
             first = _game_start_at_or_after(f, start)
@@ -342,7 +350,7 @@ def _read_pgn(path: str, start: int, end: int | None) -> Iterator[Unit | Skip]:
                 if _is_tag_line(line):
                     if not prev_tag:
                         if game_line:
-                            yield _pgn_unit(path, game_line, tags, movetext, False)
+                            yield from _pgn_unit(path, game_line, tags, movetext, False)
                         if end is not None and offset >= end:
                             _mark_line(f, offset, lineno)  # where the next range starts
                             return
@@ -361,34 +369,49 @@ def _read_pgn(path: str, start: int, end: int | None) -> Iterator[Unit | Skip]:
                     continue  # escape line, or a comment line outside movetext
                 if not game_line or blank:  # movetext without tags: a game of its own
                     if game_line:
-                        yield _pgn_unit(path, game_line, tags, movetext, False)
+                        yield from _pgn_unit(path, game_line, tags, movetext, False)
                     game_line, tags, movetext = lineno, [], []
                     blank = False
                 movetext.append(line)
                 in_comment = _comment_open_after(line, in_comment)
         except _Truncated as exc:
             if game_line:
-                yield _pgn_unit(path, game_line, tags, movetext, True)
+                yield from _pgn_unit(path, game_line, tags, movetext, True)
             yield exc.skip(path)
             return
         if game_line:
-            yield _pgn_unit(path, game_line, tags, movetext, True)
+            yield from _pgn_unit(path, game_line, tags, movetext, True)
         elif empty and not start:
             yield Skip("empty", path, 1, "the file is empty")
 
 
+def _decode(tag_bytes: bytes, movetext_bytes: bytes) -> tuple[str, str, str | None]:
+    """The game's tag section and movetext as text: UTF-8, else both as cp1252 (what
+    Windows chess programs write; Latin-1 where cp1252 has no character for a byte).
+    The third item says why and how it was recoded, None when it is UTF-8."""
+    try:
+        return tag_bytes.decode("utf-8"), movetext_bytes.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        why = _encoding_detail(exc)
+    for codec in ("cp1252", "latin-1"):
+        try:
+            tags, movetext = tag_bytes.decode(codec), movetext_bytes.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        return tags, movetext, f"{why}; read as {'Latin-1' if codec == 'latin-1' else codec}"
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
 def _pgn_unit(
     path: str, line: int, tag_lines: list[bytes], movetext_lines: list[bytes], at_eof: bool
-) -> Unit | Skip:
-    try:
-        tag_text = b"".join(tag_lines).decode("utf-8")
-        movetext = b"".join(movetext_lines).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Skip("bad_encoding", path, line, _encoding_detail(exc))
+) -> list[Unit | Skip | Note]:
+    """The game at `line`: [Skip], or [Unit] followed by a Note per change made to it."""
+    tag_text, movetext, recoded = _decode(b"".join(tag_lines), b"".join(movetext_lines))
+    notes = [] if recoded is None else [Note("recoded", path, line, _clip(recoded))]
     headers = dict(_TAG_RE.findall(tag_text))
     variant = headers.get("Variant")
     if variant is not None and variant.lower() not in _STANDARD_VARIANTS:
-        return Skip("variant", path, line, _clip(f"Variant {variant!r} is not standard chess"))
+        return [Skip("variant", path, line, _clip(f"Variant {variant!r} is not standard chess"))]
     fen = headers.get("FEN")
     if fen is None:
         board = chess.Board()
@@ -396,37 +419,44 @@ def _pgn_unit(
         try:
             board = chess.Board(fen)
         except ValueError as exc:
-            return Skip("bad_fen", path, line, _clip(f"FEN tag {fen!r}: {exc}"))
+            return [Skip("bad_fen", path, line, _clip(f"FEN tag {fen!r}: {exc}"))]
         if not board.is_valid():
-            return Skip(
+            return [Skip(
                 "invalid_position", path, line, _clip(f"FEN tag {fen!r}: {board.status()!r}")
-            )
+            )]
     if not movetext_lines:
         if at_eof:
-            return Skip(
+            return [Skip(
                 "truncated",
                 path,
                 line,
                 _clip(f"file ends after the tag section: {tag_text[-80:]!r}"),
-            )
-        return Skip("no_moves", path, line, "game has no movetext")
+            )]
+        return [Skip("no_moves", path, line, "game has no movetext")]
     first_turn = board.turn
     cols = _Columns()
     try:
         comments = _play(board, movetext, cols)
     except _BadMove as exc:
-        return Skip("illegal_move", path, line, _clip(exc.detail))
-    n = len(cols.move)
-    if not n:
-        return Skip("no_moves", path, line, _clip(f"no moves in {movetext.strip()!r}"))
-    cols.add(board)
+        if not cols.move:  # nothing before the bad move but the first board
+            return [Skip("illegal_move", path, line, _clip(exc.detail))]
+        comments = exc.comments
+        detail = f"{exc.detail}; the {len(cols.move)} moves before it are kept"
+        notes.append(Note("truncated", path, line, _clip(detail)))
+    else:
+        if not cols.move:
+            return [Skip("no_moves", path, line, _clip(f"no moves in {movetext.strip()!r}"))]
+        cols.add(board)
+    # the last board (the game's end, or the board before the bad move) has no target
     cols.move.append(-1)
+    n = len(cols.move) - 1
     identity = "|".join(
         [headers.get(tag, "") for tag in _ROSTER] + ([fen] if fen is not None else [])
     )
     identity += "|" + _uci_line(cols.move)
-    return _make_unit(
+    unit = _make_unit(
         "pgn", identity, line, cols, _alternating(first_turn, n + 1), list(range(n + 1)),
         result=_RESULTS.get(headers.get("Result", "*"), RESULT_UNKNOWN),
         evals=_parse_evals(comments),
     )  # fmt: skip
+    return [unit, *notes]
