@@ -50,7 +50,7 @@ import numpy as np
 from numba import config, njit
 
 from labelers import tables
-from labelers.kernels import _tzcnt
+from labelers.kernels import _bishop_attacks, _rook_attacks, _tzcnt
 
 OK = 0
 REJECT = 1
@@ -69,16 +69,8 @@ _JIT = {"cache": True, "nogil": True}
 _U64 = np.uint64
 _ZERO = _U64(0)
 _ONE = _U64(1)
-_B_FILE = _U64(tables.B_FILE)
-_A_FILE = _U64(tables.A_FILE)
-_DIAG_C7_H2 = _U64(tables.DIAG_C7_H2)
 _KNIGHT_ATTACKS = tables.KNIGHT_ATTACKS
 _KING_ATTACKS = tables.KING_ATTACKS
-_RANK_EX = tables.RANK_EX
-_DIAG_EX = tables.DIAG_EX
-_ANTI_EX = tables.ANTI_EX
-_FILL_UP = tables.FILL_UP
-_FILE_ATTACKS = tables.FILE_ATTACKS
 _BETWEEN = tables.BETWEEN
 
 _BIT = np.array([1 << s for s in range(64)], dtype=np.uint64)
@@ -126,26 +118,7 @@ _NO_MATCH, _MATCH, _BAD = 0, 1, 2
 
 
 # --------------------------------------------------------------------------
-# Attacks (kindergarten sliders, as labelers/kernels.py computes them).
-
-
-@njit(**_JIT)
-def _line_attacks(occ, line_ex, file):
-    return line_ex & _FILL_UP[file, ((line_ex & occ) * _B_FILE) >> _U64(58)]
-
-
-@njit(**_JIT)
-def _rook_attacks(sq, occ):
-    file = sq & 7
-    index = (((occ >> _U64(file)) & _A_FILE) * _DIAG_C7_H2) >> _U64(58)
-    along_file = _FILE_ATTACKS[sq >> 3, index] << _U64(file)
-    return along_file | _line_attacks(occ, _RANK_EX[sq], file)
-
-
-@njit(**_JIT)
-def _bishop_attacks(sq, occ):
-    file = sq & 7
-    return _line_attacks(occ, _DIAG_EX[sq], file) | _line_attacks(occ, _ANTI_EX[sq], file)
+# Attacks: the labelers' kindergarten sliders (labelers.kernels), on the same tables.
 
 
 @njit(**_JIT)
@@ -327,6 +300,18 @@ def _eval_tail(buf, q, hi):
 
 
 @njit(**_JIT)
+def _signed_digits(buf, q, hi):
+    """``[+-]?\\d*`` at `q`: (negative, first digit, end of the digits, bad), bad when a
+    non-ASCII byte (maybe a non-ASCII digit) ends the digits."""
+    negative = False
+    if q < hi and (buf[q] == 43 or buf[q] == 45):
+        negative = buf[q] == 45
+        q += 1
+    e = _digits_end(buf, q, hi)
+    return negative, q, e, e < hi and buf[e] >= 128
+
+
+@njit(**_JIT)
 def _eval_at(buf, q, hi):
     """pgn._EVAL_RE matched just after a ``[%eval`` ending before `q`:
     (outcome, cp, mate); mate 0 with a cp of 0 for ``#0`` is (MATCH, 0, 0) and
@@ -340,13 +325,8 @@ def _eval_at(buf, q, hi):
         return _NO_MATCH, 0, 0, False
     q += 1
     if q < hi and buf[q] == 35:  # '#': the cp branch cannot start here
-        q += 1
-        negative = False
-        if q < hi and (buf[q] == 43 or buf[q] == 45):
-            negative = buf[q] == 45
-            q += 1
-        e = _digits_end(buf, q, hi)
-        if e < hi and buf[e] >= 128:
+        negative, q, e, bad = _signed_digits(buf, q + 1, hi)
+        if bad:
             return _BAD, 0, 0, False
         if e == q:
             return _NO_MATCH, 0, 0, False
@@ -361,12 +341,8 @@ def _eval_at(buf, q, hi):
         if mate == 0:
             return _MATCH, 0, 0, False
         return _MATCH, 0, -mate if negative else mate, True
-    negative = False
-    if q < hi and (buf[q] == 43 or buf[q] == 45):
-        negative = buf[q] == 45
-        q += 1
-    e = _digits_end(buf, q, hi)
-    if e < hi and buf[e] >= 128:
+    negative, q, e, bad = _signed_digits(buf, q, hi)
+    if bad:
         return _BAD, 0, 0, False
     d = e - q
     whole = 0
