@@ -1,7 +1,12 @@
 """PGN games: the mainline of each game, ``[%eval]`` comments kept (see the package
 doc for how it follows ``chess.pgn.read_game``). A game cut short by a bad move keeps
 its positions before that move, a game that is not UTF-8 is read as cp1252 (or
-Latin-1); both come with a `Note`."""
+Latin-1); both come with a `Note`.
+
+Movetext is decoded by the numba decoder (`fastpgn`) where it accepts the game, which
+gives exactly the Unit python-chess would; the games it rejects (anything unusual, any
+bad move) are played by python-chess below. Tags are always read here.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import BinaryIO
 
 import chess
 
+from dataengine.readers import fastpgn
 from dataengine.readers.base import (
     _BOM,
     RESULT_UNKNOWN,
@@ -35,6 +41,11 @@ from dataengine.readers.base import (
     _Truncated,
     _uci_line,
 )
+
+#: The default of `read_pgn`'s `fast`: decode movetext with `fastpgn` first. Build workers
+#: are spawned processes, so the environment turns it off for them too:
+#: ``DATAENGINE_FASTPGN=0``.
+FAST = os.environ.get("DATAENGINE_FASTPGN", "1") != "0"
 
 # --------------------------------------------------------------------------
 # SAN: a fast path for the common moves, python-chess's parse_san for the rest.
@@ -317,20 +328,23 @@ def _comment_open_after(line: bytes, in_comment: bool) -> bool:
     return in_comment
 
 
-def read_pgn(path: str, start: int = 0, end: int | None = None) -> Iterator[Unit | Skip | Note]:
+def read_pgn(
+    path: str, start: int = 0, end: int | None = None, *, fast: bool | None = None
+) -> Iterator[Unit | Skip | Note]:
     """Yield a Unit per mainline game of a PGN file (plain, .gz, .bz2, .zst) in file order.
 
     Positions: every board before a mainline move (target: that move) and the
     final board (target -1). A ``[%eval]`` after move k evaluates the board
     after it (position k + 1). With a byte range, yields exactly the games
     that start in ``[start, end)`` of the plain file; `split_ranges` gives
-    ranges that tile the file.
+    ranges that tile the file. `fast` (default `FAST`): try the numba decoder
+    before python-chess; the output is the same either way.
     """
     _check_args(path, start, end)
-    return _read_pgn(os.fspath(path), start, end)
+    return _read_pgn(os.fspath(path), start, end, FAST if fast is None else fast)
 
 
-def _read_pgn(path: str, start: int, end: int | None) -> Iterator[Unit | Skip | Note]:
+def _read_pgn(path: str, start: int, end: int | None, fast: bool) -> Iterator[Unit | Skip | Note]:
     with _open(path) as f:
         if start:
             first = _game_start_at_or_after(f, start)
@@ -350,7 +364,7 @@ def _read_pgn(path: str, start: int, end: int | None) -> Iterator[Unit | Skip | 
                 if _is_tag_line(line):
                     if not prev_tag:
                         if game_line:
-                            yield from _pgn_unit(path, game_line, tags, movetext, False)
+                            yield from _pgn_unit(path, game_line, tags, movetext, False, fast)
                         if end is not None and offset >= end:
                             _mark_line(f, offset, lineno)  # where the next range starts
                             return
@@ -369,18 +383,18 @@ def _read_pgn(path: str, start: int, end: int | None) -> Iterator[Unit | Skip | 
                     continue  # escape line, or a comment line outside movetext
                 if not game_line or blank:  # movetext without tags: a game of its own
                     if game_line:
-                        yield from _pgn_unit(path, game_line, tags, movetext, False)
+                        yield from _pgn_unit(path, game_line, tags, movetext, False, fast)
                     game_line, tags, movetext = lineno, [], []
                     blank = False
                 movetext.append(line)
                 in_comment = _comment_open_after(line, in_comment)
         except _Truncated as exc:
             if game_line:
-                yield from _pgn_unit(path, game_line, tags, movetext, True)
+                yield from _pgn_unit(path, game_line, tags, movetext, True, fast)
             yield exc.skip(path)
             return
         if game_line:
-            yield from _pgn_unit(path, game_line, tags, movetext, True)
+            yield from _pgn_unit(path, game_line, tags, movetext, True, fast)
         elif empty and not start:
             yield Skip("empty", path, 1, "the file is empty")
 
@@ -403,10 +417,16 @@ def _decode(tag_bytes: bytes, movetext_bytes: bytes) -> tuple[str, str, str | No
 
 
 def _pgn_unit(
-    path: str, line: int, tag_lines: list[bytes], movetext_lines: list[bytes], at_eof: bool
+    path: str,
+    line: int,
+    tag_lines: list[bytes],
+    movetext_lines: list[bytes],
+    at_eof: bool,
+    fast: bool,
 ) -> list[Unit | Skip | Note]:
     """The game at `line`: [Skip], or [Unit] followed by a Note per change made to it."""
-    tag_text, movetext, recoded = _decode(b"".join(tag_lines), b"".join(movetext_lines))
+    movetext_bytes = b"".join(movetext_lines)
+    tag_text, movetext, recoded = _decode(b"".join(tag_lines), movetext_bytes)
     notes = [] if recoded is None else [Note("recoded", path, line, _clip(recoded))]
     headers = dict(_TAG_RE.findall(tag_text))
     variant = headers.get("Variant")
@@ -433,6 +453,14 @@ def _pgn_unit(
                 _clip(f"file ends after the tag section: {tag_text[-80:]!r}"),
             )]
         return [Skip("no_moves", path, line, "game has no movetext")]
+    if fast:
+        # The decoder reads only ASCII bytes, so the undecoded bytes do whatever the
+        # encoding; what it rejects, python-chess plays (or truncates, or skips).
+        start = fastpgn.STANDARD_START if fen is None else fastpgn.start_from_board(board)
+        if start is not None:
+            decoded = fastpgn.decode_game(movetext_bytes, start)
+            if decoded.status == fastpgn.OK:
+                return [_decoded_unit(headers, fen, line, decoded), *notes]
     first_turn = board.turn
     cols = _Columns()
     try:
@@ -450,13 +478,32 @@ def _pgn_unit(
     # the last board (the game's end, or the board before the bad move) has no target
     cols.move.append(-1)
     n = len(cols.move) - 1
-    identity = "|".join(
-        [headers.get(tag, "") for tag in _ROSTER] + ([fen] if fen is not None else [])
-    )
-    identity += "|" + _uci_line(cols.move)
     unit = _make_unit(
-        "pgn", identity, line, cols, _alternating(first_turn, n + 1), list(range(n + 1)),
-        result=_RESULTS.get(headers.get("Result", "*"), RESULT_UNKNOWN),
+        "pgn", _identity(headers, fen, cols.move), line, cols, _alternating(first_turn, n + 1),
+        list(range(n + 1)), result=_RESULTS.get(headers.get("Result", "*"), RESULT_UNKNOWN),
         evals=_parse_evals(comments),
     )  # fmt: skip
     return [unit, *notes]
+
+
+def _identity(headers: dict[str, str], fen: str | None, moves: list[int]) -> str:
+    identity = "|".join(
+        [headers.get(tag, "") for tag in _ROSTER] + ([fen] if fen is not None else [])
+    )
+    return identity + "|" + _uci_line(moves)
+
+
+def _decoded_unit(
+    headers: dict[str, str], fen: str | None, line: int, decoded: fastpgn.Decoded
+) -> Unit:
+    """The Unit of a game `fastpgn` accepted: its columns as Python lists, as `_make_unit`
+    makes them from the python-chess path."""
+    moves = decoded.move.tolist()
+    return Unit(
+        "pgn", _identity(headers, fen, moves), line,
+        _RESULTS.get(headers.get("Result", "*"), RESULT_UNKNOWN), 0, "",
+        decoded.bitboards.reshape(-1).tolist(), decoded.turn.tolist(),
+        decoded.castling.tolist(), decoded.ep_square.tolist(), decoded.halfmove.tolist(),
+        list(range(len(moves))), moves, decoded.eval_cp.tolist(), decoded.eval_mate.tolist(),
+        decoded.has_eval.tolist(),
+    )  # fmt: skip
