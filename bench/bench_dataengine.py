@@ -4,10 +4,11 @@
 
 Rows:
 - python-chess `read_game` over the mainline (the library's own PGN parse),
-- `dataengine.readers.read_pgn` alone (our parse, what the build pays per position),
-- `dataengine.readers.fastpgn` (the numba movetext decoder, not wired into the reader
-  yet): the file split into games' movetext bytes in Python, then `decode_games`
-  (best of 3 runs),
+- `dataengine.readers.read_pgn` alone (our parse, what the build pays per position): as
+  the build reads, movetext through the numba decoder (`fastpgn`) and python-chess for
+  the games it rejects, and with ``fast=False`` (python-chess for every game),
+- `dataengine.readers.fastpgn` alone: the file split into games' movetext bytes in
+  Python, then `decode_games` (best of 3 runs),
 - the full build (parse + canonicalise + label + encode + dedup + compress + write)
   on 1 and 2 worker processes,
 - the build/parse ratios: against python-chess parsing (the issue's target: <= 1.3x) and
@@ -49,9 +50,9 @@ def time_python_chess(path: Path) -> tuple[int, float, float]:
     return n, time.perf_counter() - t0, time.process_time() - c0
 
 
-def time_reader(path: Path) -> tuple[int, float, float]:
+def time_reader(path: Path, fast: bool = True) -> tuple[int, float, float]:
     t0, c0, n = time.perf_counter(), time.process_time(), 0
-    for unit in readers.read_pgn(str(path)):
+    for unit in readers.read_pgn(str(path), fast=fast):
         if isinstance(unit, readers.Unit):
             n += len(unit.turn)
     return n, time.perf_counter() - t0, time.process_time() - c0
@@ -119,12 +120,14 @@ def main() -> None:
 
     n_pc, t_pc, c_pc = time_python_chess(path)
     n_rd, t_rd, c_rd = time_reader(path)
+    n_rs, t_rs, c_rs = time_reader(path, fast=False)
     n_fp, t_fp, c_fp, t_fp_decode, fp_ok, fp_games = time_fastpgn(path)
     n_b1, t_b1, c_b1, bpr = time_build(path, 1)
     n_b2, t_b2, _, _ = time_build(path, 2)
     rows = [
         ("python-chess read_game (mainline)", n_pc, t_pc, c_pc),
         ("dataengine.readers.read_pgn", n_rd, t_rd, c_rd),
+        ("read_pgn fast=False (python-chess)", n_rs, t_rs, c_rs),
         ("fastpgn split + decode_games", n_fp, t_fp, c_fp),
         ("full build, 1 worker", n_b1, t_b1, c_b1),
         ("full build, 2 workers", n_b2, t_b2, float("nan")),
@@ -137,7 +140,8 @@ def main() -> None:
           "python-chess)")
     print(f"{'fastpgn decode_games alone, pos/s':<36} {n_fp / t_fp_decode:>10,.0f}    "
           "(without the Python split)")
-    print(f"{'fastpgn vs read_pgn, wall':<36} {t_rd / t_fp:>10.1f}x faster")
+    print(f"{'read_pgn vs fast=False, wall':<36} {t_rs / t_rd:>10.1f}x faster")
+    print(f"{'fastpgn alone vs read_pgn, wall':<36} {t_rd / t_fp:>10.1f}x faster")
     print(f"{'build / python-chess parse, wall':<36} {t_b1 / t_pc:>10.2f}x   (target <= 1.3x)")
     print(f"{'build / python-chess parse, CPU':<36} {c_b1 / c_pc:>10.2f}x")
     print(f"{'build / our parse alone, wall':<36} {t_b1 / t_rd:>10.2f}x")
