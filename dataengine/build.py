@@ -23,6 +23,7 @@ workers or on interruptions.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dataengine import manifest as manifests
 from dataengine import readers, schema
 from dataengine.buckets import assign_buckets
 from dataengine.config import BuildConfig, ConfigError, load_build_config, to_dict
@@ -44,7 +46,7 @@ from dataengine.fileio import atomic_write, sha256_file, tar_bytes
 from dataengine.progress import progress, tqdm
 from dataengine.shm import remove_stale_semaphores
 
-MANIFEST = "manifest.json"
+MANIFEST = manifests.MANIFEST_NAME
 SKIP_LOG = "skipped.log"
 VAL_ZARR = "val.zarr"
 #: Layout of the files a task leaves in the work directory (part_paths); parts of
@@ -252,7 +254,7 @@ class ShardWriter:
         self.members: list[tuple[str, Future]] = []
         self.member_buckets = Counter()
         self.member_teacher = Counter()
-        self.shards: list[dict] = []
+        self.shards: list[manifests.ShardEntry] = []
         self.blocks_written = 0
         self.records_in_shard = 0
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +269,7 @@ class ShardWriter:
             start += size
         self.buffer = schema.take(self.buffer, slice(start, None)) if start < n else None
 
-    def close(self) -> list[dict]:
+    def close(self) -> list[manifests.ShardEntry]:
         if self.buffer is not None:
             self._emit_block(self.buffer)
             self.buffer = None
@@ -294,16 +296,16 @@ class ShardWriter:
         name = f"shard-{len(self.shards):06d}.tar"
         data = tar_bytes([(member, future.result()) for member, future in self.members])
         atomic_write(self.dir / name, data)
-        self.shards.append({
-            "path": f"{self.split}/{name}",
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "bytes": len(data),
-            "blocks": len(self.members),
-            "records": self.records_in_shard,
-            "buckets": {b: self.member_buckets[b] for b in schema.BUCKETS},
+        self.shards.append(manifests.ShardEntry(
+            path=f"{self.split}/{name}",
+            sha256=hashlib.sha256(data).hexdigest(),
+            bytes=len(data),
+            blocks=len(self.members),
+            records=self.records_in_shard,
+            buckets={b: self.member_buckets[b] for b in schema.BUCKETS},
             # records with a teacher eval, per bucket: the loader's teacher streams
-            "teacher": {b: self.member_teacher[b] for b in schema.BUCKETS},
-        })
+            teacher={b: self.member_teacher[b] for b in schema.BUCKETS},
+        ))
         self.members, self.records_in_shard = [], 0
         self.member_buckets, self.member_teacher = Counter(), Counter()
 
@@ -373,7 +375,7 @@ def val_threshold(game_ids: np.ndarray, cfg: BuildConfig) -> int:
 
 def merge(
     files: list[InputFile], tasks: list[Task], out: Path, cfg: BuildConfig, quiet: bool
-) -> dict:
+) -> manifests.Manifest:
     from dataengine.records import repeat_keep_mask
 
     work = out / WORK
@@ -425,50 +427,40 @@ def merge(
         shards = writer.close()
         if split == schema.SPLITS[-1]:
             pool.shutdown()
-        buckets, teacher = Counter(), Counter()
-        for s in shards:
-            buckets.update(s["buckets"])
-            teacher.update(s["teacher"])
-        splits[split] = {
-            "records": sum(s["records"] for s in shards),
-            "buckets": {b: buckets[b] for b in schema.BUCKETS},
-            "teacher": {b: teacher[b] for b in schema.BUCKETS},
-            "shards": shards,
-        }
+        splits[split] = manifests.SplitEntry.of(shards)
     val = schema.concat_blocks(val_blocks) if val_blocks else schema.empty_columns(0)
     if not val_blocks:
         val["themes"] = np.asarray([], dtype=str)
     write_val_zarr(out / VAL_ZARR, val)
-    splits["val"]["zarr"] = VAL_ZARR
+    splits["val"] = manifests.SplitEntry.of(splits["val"].shards, zarr=VAL_ZARR)
 
     skip_counts = Counter(s[0] for s in skips if not s[4])
     note_counts = Counter(s[0] for s in skips if s[4])
     log = "".join(f"{'kept:' if kept else ''}{r}\t{p}:{line}\t{d}\n"
                   for r, p, line, d, kept in skips[: cfg.skip_log_limit])
     atomic_write(out / SKIP_LOG, log.encode())
-    total_bytes = sum(s["bytes"] for sp in splits.values() for s in sp["shards"])
-    records = sum(sp["records"] for sp in splits.values())
-    return {
-        "format_version": schema.FORMAT_VERSION,
-        "label_spec_version": schema.LABEL_SPEC_VERSION,
-        "build_config": to_dict(cfg),
-        "inputs": [
-            {
-                "path": f.path, "kind": f.kind, "sha256": f.sha256, "bytes": f.size,
-                "positions": per_file[i]["positions"], "skipped": per_file[i]["skipped"],
-                "notes": per_file[i]["notes"],
-            }
+    return manifests.Manifest(
+        format_version=schema.FORMAT_VERSION,
+        label_spec_version=schema.LABEL_SPEC_VERSION,
+        build_config=to_dict(cfg),
+        inputs=tuple(
+            manifests.InputEntry(
+                path=f.path, kind=f.kind, sha256=f.sha256, bytes=f.size,
+                positions=per_file[i]["positions"], skipped=per_file[i]["skipped"],
+                notes=per_file[i]["notes"],
+            )
             for i, f in enumerate(files)
-        ],
-        "positions_read": int(len(keep)),
-        "repeats_dropped": int((~keep).sum()),
-        "records": records,
-        "bytes_per_record": round(total_bytes / records, 2) if records else None,
-        "skipped": dict(sorted(skip_counts.items())),
+        ),
+        positions_read=int(len(keep)),
+        repeats_dropped=int((~keep).sum()),
+        records=sum(sp.records for sp in splits.values()),
+        bytes_per_record=manifests.shard_bytes_per_record(
+            s for sp in splits.values() for s in sp.shards),
+        skipped=dict(sorted(skip_counts.items())),
         # units kept with a change (readers.Note): games cut short, recoded games
-        "notes": dict(sorted(note_counts.items())),
-        "splits": splits,
-    }
+        notes=dict(sorted(note_counts.items())),
+        splits=splits,
+    )
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -484,15 +476,14 @@ def build_key(files: list[InputFile], cfg: BuildConfig) -> str:
 
 def is_up_to_date(out: Path, key: str) -> bool:
     try:
-        manifest = json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
+        manifest = manifests.read(out, check_version=False)
+    except manifests.ManifestError:
         return False
-    if manifest.get("build_key") != key:
+    if manifest.build_key != key:
         return False
-    shards = [s for sp in manifest["splits"].values() for s in sp["shards"]]
     return all(
-        (out / s["path"]).is_file() and (out / s["path"]).stat().st_size == s["bytes"]
-        for s in shards
+        (out / s.path).is_file() and (out / s.path).stat().st_size == s.bytes
+        for s in manifest.shards()
     ) and (out / VAL_ZARR).is_dir()
 
 
@@ -509,14 +500,14 @@ def build(
     if not force and is_up_to_date(out, key):
         if not quiet:
             print(f"{out}/{MANIFEST} is up to date with the inputs (use --force to rebuild)")
-        return json.loads((out / MANIFEST).read_text())
+        return manifests.read(out, check_version=False).to_json()
     work = out / WORK
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     parse_all(tasks, work, workers, quiet, scheduler)
-    manifest = merge(files, tasks, out, cfg, quiet)
-    manifest["build_key"] = key
-    atomic_write(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    built = dataclasses.replace(merge(files, tasks, out, cfg, quiet), build_key=key)
+    manifests.write(out, built)
+    manifest = built.to_json()
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     if not quiet:

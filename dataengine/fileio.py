@@ -57,20 +57,21 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def shard_file_problem(root: str | Path, entry: dict) -> str | None:
-    """What is wrong with the shard file of a manifest entry (``path``, ``bytes``,
-    ``sha256``) under ``root``: missing, another size, another sha256; None if nothing."""
-    name = entry["path"]
+def shard_file_problem(root: str | Path, entry) -> str | None:
+    """What is wrong with the shard file of a manifest entry (a
+    ``dataengine.manifest.ShardEntry``: ``path``, ``bytes``, ``sha256``) under ``root``:
+    missing, another size, another sha256; None if nothing."""
+    name = entry.path
     path = Path(root) / name
     if not path.is_file():
         return f"{name}: shard file missing"
     size = path.stat().st_size
-    if size != entry["bytes"]:
-        return (f"{name}: {size:,} bytes, the manifest says {entry['bytes']:,}"
-                + (" (truncated)" if size < entry["bytes"] else ""))
+    if size != entry.bytes:
+        return (f"{name}: {size:,} bytes, the manifest says {entry.bytes:,}"
+                + (" (truncated)" if size < entry.bytes else ""))
     digest = sha256_file(path)
-    if digest != entry["sha256"]:
-        return f"{name}: sha256 {digest[:16]}..., the manifest says {entry['sha256'][:16]}..."
+    if digest != entry.sha256:
+        return f"{name}: sha256 {digest[:16]}..., the manifest says {entry.sha256[:16]}..."
     return None
 
 

@@ -45,7 +45,6 @@ workers; its maintainers recommend resampling instead, webdataset issues 177,
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -58,6 +57,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from dataengine import manifest as manifests
 from dataengine import schema
 from dataengine.fileio import shard_file_problem
 from train.batch import ROW_BYTES, columns_of, to_rows
@@ -117,19 +117,17 @@ def worker_error_message(e: BaseException) -> str:
     return text[found[-1].end():].strip() if found else text.strip().splitlines()[-1]
 
 
-def read_manifest(root: Path) -> dict:
+def read_manifest(root: Path) -> manifests.Manifest:
     """The manifest of a shards directory, checked for its format version."""
-    manifest_path = root / "manifest.json"
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"no manifest at {str(manifest_path)!r}: run `make shards` first") from None
-    except ValueError as e:
-        raise DataError(f"{str(manifest_path)!r} is not valid JSON: {e}") from None
-    if manifest.get("format_version") != schema.FORMAT_VERSION:
-        raise DataError(f"{manifest_path}: format version {manifest.get('format_version')!r}, "
-                        f"this trainer reads {schema.FORMAT_VERSION}")
-    return manifest
+        return manifests.read(root)
+    except manifests.ManifestMissing as e:
+        raise DataError(f"no manifest at {str(e.path)!r}: run `make shards` first") from None
+    except manifests.ManifestVersionError as e:
+        raise DataError(f"{e.path}: format version {e.found!r}, "
+                        f"this trainer reads {schema.FORMAT_VERSION}") from None
+    except manifests.ManifestError as e:
+        raise DataError(str(e)) from None
 
 
 def verify_shards(shards_dir: str | Path) -> int:
@@ -137,7 +135,7 @@ def verify_shards(shards_dir: str | Path) -> int:
     ``--verify-shards`` does before the first step). Returns the number of files checked;
     raises DataError naming each bad file."""
     root = Path(shards_dir)
-    entries = [e for split in read_manifest(root)["splits"].values() for e in split["shards"]]
+    entries = read_manifest(root).shards()
     problems = [p for p in map(lambda e: shard_file_problem(root, e), entries) if p]
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more"
@@ -153,19 +151,12 @@ def shard_index(shards_dir: str | Path, split: str = "train") -> list[ShardInfo]
     shard's records per bucket, split by its ``teacher`` counts (records with a teacher
     eval, written by the build and kept current by `make teacher`)."""
     root = Path(shards_dir)
-    shards = read_manifest(root)["splits"][split]["shards"]
-    missing = [s["path"] for s in shards if not (root / s["path"]).is_file()]
+    shards = read_manifest(root).shards(split)
+    missing = [s.path for s in shards if not (root / s.path).is_file()]
     if missing:
         raise DataError(f"the manifest names {len(missing)} missing shard file(s) under "
                         f"{str(root)!r}, e.g. {missing[:3]}")
-    infos = []
-    for s in shards:
-        teacher = s.get("teacher", {})
-        counts = []
-        for b in schema.BUCKETS:
-            t = int(teacher.get(b, 0))
-            counts += [t, int(s["buckets"][b]) - t]
-        infos.append(ShardInfo(str(root / s["path"]), tuple(counts)))
+    infos = [ShardInfo(str(root / s.path), s.stream_counts()) for s in shards]
     if not infos or sum(sum(i.counts) for i in infos) == 0:
         raise DataError(f"no {split} records under {str(root)!r}")
     return infos

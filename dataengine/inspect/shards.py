@@ -9,20 +9,18 @@ on instead of stopping at the first.
 
 from __future__ import annotations
 
-import json
 import struct
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataengine import manifest as manifests
 from dataengine import schema
-from dataengine.build import MANIFEST
+from dataengine.manifest import Manifest, ShardEntry
 from dataengine.progress import progress as progress_bar
 
 SPLIT_CHOICES = (*schema.SPLITS, "all")
-_SHARD_KEYS = {"path": str, "records": int, "bytes": int, "sha256": str, "blocks": int,
-               "buckets": dict}  # what build.ShardWriter writes for each shard
 
 
 class InspectError(Exception):
@@ -48,46 +46,36 @@ class Shards:
     """A shards directory and its manifest."""
 
     root: Path
-    manifest: dict
+    manifest: Manifest
 
     @classmethod
     def open(cls, root: str | Path) -> Shards:
         root = Path(root)
         if not root.is_dir():
             raise InspectError(f"no shards directory {str(root)!r} (build one with `make shards`)")
-        path = root / MANIFEST
-        try:
-            manifest = json.loads(path.read_text())
-        except FileNotFoundError:
+        path = manifests.path_of(root)
+        try:  # any version: `verify` reports another one as a problem
+            manifest = manifests.read(root, check_version=False)
+        except manifests.ManifestMissing:
             raise InspectError(
                 f"{str(path)!r} not found: not a shards directory, or its build did not finish"
             ) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InspectError(f"cannot read {str(path)!r}: {e}") from None
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
-            raise InspectError(f"{str(path)!r} is not a shards manifest (no `splits`)")
+        except manifests.ManifestError as e:
+            raise InspectError(str(e)) from None
         for split in schema.SPLITS:
-            entry = manifest["splits"].get(split)
-            if not isinstance(entry, dict) or not isinstance(entry.get("shards"), list):
+            if split not in manifest.splits:
                 raise InspectError(f"{str(path)!r} has no shard list for split {split!r}")
-            for k, shard in enumerate(entry["shards"]):
-                missing = [key for key, tp in _SHARD_KEYS.items()
-                           if not isinstance(shard, dict) or not isinstance(shard.get(key), tp)]
-                if missing:
-                    raise InspectError(f"{str(path)!r}: {split} shard {k} has no valid "
-                                       f"{', '.join(missing)}")
         return cls(root, manifest)
 
-    def shards(self, split: str) -> list[dict]:
-        return self.manifest["splits"][split]["shards"]
+    def shards(self, split: str) -> tuple[ShardEntry, ...]:
+        return self.manifest.shards(split)
 
     def records(self, split: str) -> int:
         """Records of a split (or of "all") as the manifest counts them."""
-        return sum(int(s["records"]) for sp in splits_of(split) for s in self.shards(sp))
+        return sum(s.records for sp in splits_of(split) for s in self.shards(sp))
 
     def input_path(self, file_id: int) -> str | None:
-        inputs = self.manifest.get("inputs") or []
-        return inputs[file_id]["path"] if 0 <= file_id < len(inputs) else None
+        return self.manifest.input_path(file_id)
 
 
 def splits_of(split: str) -> tuple[str, ...]:
@@ -158,10 +146,10 @@ def iter_blocks(
         for sp in splits_of(split):
             start = 0
             for entry in shards.shards(sp):
-                if start + int(entry["records"]) <= skip_to:
-                    start += int(entry["records"])
+                if start + entry.records <= skip_to:
+                    start += entry.records
                     continue
-                name = entry["path"]
+                name = entry.path
                 path = shards.root / name
                 n_shard = 0
                 try:
@@ -185,9 +173,9 @@ def iter_blocks(
                     raise InspectError(f"{name}: cannot read ({e})") from None
                 except schema.ShardFormatError as e:
                     raise InspectError(str(e)) from None
-                if n_shard != entry["records"] and (limit is None or seen < limit):
+                if n_shard != entry.records and (limit is None or seen < limit):
                     raise InspectError(
-                        f"{name}: holds {n_shard} records, the manifest says {entry['records']}"
+                        f"{name}: holds {n_shard} records, the manifest says {entry.records}"
                         " (run `verify`)"
                     )
                 start += n_shard

@@ -17,13 +17,13 @@ from labelers import MASK_NAMES
 def collect(shards: Shards, split: str, max_records: int | None) -> dict:
     """The summary as a JSON-ready dict."""
     m = shards.manifest
-    splits = m["splits"]
+    splits = m.splits
     records = {sp: shards.records(sp) for sp in schema.SPLITS}
     records["all"] = sum(records.values())
-    buckets = {sp: {b: int(splits[sp].get("buckets", {}).get(b, 0)) for b in schema.BUCKETS}
+    buckets = {sp: {b: int(splits[sp].buckets.get(b, 0)) for b in schema.BUCKETS}
                for sp in schema.SPLITS}
     buckets["all"] = {b: sum(buckets[sp][b] for sp in schema.SPLITS) for b in schema.BUCKETS}
-    shard_bytes = sum(int(s["bytes"]) for sp in schema.SPLITS for s in splits[sp]["shards"])
+    shard_bytes = sum(s.bytes for sp in schema.SPLITS for s in splits[sp].shards)
 
     sources = {sp: Counter() for sp in splits_of(split)}
     nonempty = np.zeros(len(MASK_NAMES), dtype=np.int64)
@@ -41,21 +41,21 @@ def collect(shards: Shards, split: str, max_records: int | None) -> dict:
 
     return {
         "dir": str(shards.root),
-        "format_version": m.get("format_version"),
-        "label_spec_version": m.get("label_spec_version"),
+        "format_version": m.format_version,
+        "label_spec_version": m.label_spec_version,
         "records": records,
-        "shards": {sp: len(splits[sp]["shards"]) for sp in schema.SPLITS},
-        "val_zarr": splits["val"].get("zarr"),
+        "shards": {sp: len(splits[sp].shards) for sp in schema.SPLITS},
+        "val_zarr": splits["val"].zarr,
         "shard_bytes": shard_bytes,
-        "bytes_per_record": m.get("bytes_per_record"),
-        "positions_read": m.get("positions_read"),
-        "repeats_dropped": m.get("repeats_dropped"),
-        "max_repeats": (m.get("build_config") or {}).get("max_repeats"),
-        "skipped": m.get("skipped", {}),
-        "notes": m.get("notes", {}),
+        "bytes_per_record": m.bytes_per_record,
+        "positions_read": m.positions_read,
+        "repeats_dropped": m.repeats_dropped,
+        "max_repeats": m.build_config.get("max_repeats"),
+        "skipped": dict(m.skipped),
+        "notes": dict(m.notes or {}),
         "inputs": [
-            {k: f.get(k) for k in ("path", "kind", "positions", "skipped", "bytes")}
-            for f in m.get("inputs", [])
+            {k: getattr(f, k) for k in ("path", "kind", "positions", "skipped", "bytes")}
+            for f in m.inputs
         ],
         "buckets": buckets,
         "decoded": {

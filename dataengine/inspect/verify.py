@@ -29,6 +29,7 @@ from dataengine.build import VAL_ZARR
 from dataengine.fileio import shard_file_problem
 from dataengine.inspect.records import move_of, name_of, popcount
 from dataengine.inspect.shards import BlockRef, Shards, decode, read_members
+from dataengine.manifest import ShardEntry
 from dataengine.progress import progress, tqdm
 from labelers import MASK_NAMES
 
@@ -67,21 +68,21 @@ class Verifier:
         m = self.shards.manifest
         for key, want in (("format_version", schema.FORMAT_VERSION),
                           ("label_spec_version", schema.LABEL_SPEC_VERSION)):
-            if m.get(key) != want:
-                self.problem(f"manifest.json: {key} {m.get(key)!r}, this reader reads {want}")
+            if getattr(m, key) != want:
+                self.problem(f"manifest.json: {key} {getattr(m, key)!r}, this reader reads {want}")
         total = 0
         for sp in schema.SPLITS:
-            entry = m["splits"][sp]
-            listed = sum(int(s["records"]) for s in entry["shards"])
+            entry = m.splits[sp]
+            listed = sum(s.records for s in entry.shards)
             total += listed
-            if entry.get("records") != listed:
-                self.problem(f"manifest.json: {sp} records {entry.get('records')!r}, "
+            if entry.records != listed:
+                self.problem(f"manifest.json: {sp} records {entry.records!r}, "
                              f"its shards hold {listed}")
-        if m.get("records") != total:
-            self.problem(f"manifest.json: records {m.get('records')!r}, the splits hold {total}")
+        if m.records != total:
+            self.problem(f"manifest.json: records {m.records!r}, the splits hold {total}")
 
     def check_stale(self) -> None:
-        listed = {s["path"] for sp in schema.SPLITS for s in self.shards.shards(sp)}
+        listed = {s.path for sp in schema.SPLITS for s in self.shards.shards(sp)}
         for sp in schema.SPLITS:
             folder = self.shards.root / sp
             for path in sorted(folder.glob("*.tar")) if folder.is_dir() else []:
@@ -105,10 +106,11 @@ class Verifier:
         start = 0
         for entry in self.shards.shards(split):
             self.check_shard(split, entry, start, sample)
-            start += int(entry["records"])
+            start += entry.records
 
-    def check_shard(self, split: str, entry: dict, start: int, sample: np.ndarray | None) -> None:
-        name = entry["path"]
+    def check_shard(self, split: str, entry: ShardEntry, start: int,
+                    sample: np.ndarray | None) -> None:
+        name = entry.path
         path = self.shards.root / name
         self.shard_problems = 0
         self.counts["shards"] += 1
@@ -116,7 +118,7 @@ class Verifier:
         if problem:
             self.problem(problem)
         if not path.is_file():
-            self.bar.update(int(entry["records"]))
+            self.bar.update(entry.records)
             return
         blocks = records = 0
         buckets = Counter()
@@ -157,21 +159,21 @@ class Verifier:
         self.counts["blocks"] += blocks
         self.counts["records"] += records
         if not complete:
-            self.bar.update(max(0, int(entry["records"]) - records))
+            self.bar.update(max(0, entry.records - records))
             return
         named = Counter({name_of(schema.BUCKETS, b): c for b, c in buckets.items()})
         for what, got, want in (
-            ("blocks", blocks, entry.get("blocks")),
-            ("records", records, entry.get("records")),
+            ("blocks", blocks, entry.blocks),
+            ("records", records, entry.records),
             ("bucket counts", dict(sorted(named.items())),
-             {k: v for k, v in sorted(entry.get("buckets", {}).items()) if v}),
+             {k: v for k, v in sorted(entry.buckets.items()) if v}),
         ):
             if got != want:
                 self.problem(f"{name}: {what} {got}, the manifest says {want}")
 
     def check_block(self, ref: BlockRef, block: schema.Block, sample: np.ndarray | None) -> None:
         n = schema.block_len(block)
-        inputs = len(self.shards.manifest.get("inputs") or [])
+        inputs = len(self.shards.manifest.inputs)
         flags = block["flags"]
         planes = block["planes"]
         bad = np.zeros(n, dtype=bool)  # records not to label

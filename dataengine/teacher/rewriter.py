@@ -36,8 +36,8 @@ annotation in a finished shard; they are searched again after such a rebuild.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
-import json
 import os
 import sys
 import tarfile
@@ -49,8 +49,10 @@ from pathlib import Path
 import chess
 import numpy as np
 
+from dataengine import manifest as manifests
 from dataengine import schema
 from dataengine.fileio import atomic_write, sha256_file, tar_bytes
+from dataengine.manifest import MANIFEST_NAME, Manifest, ShardEntry, TeacherPass
 from dataengine.progress import progress, tqdm
 from dataengine.shm import remove_stale_semaphores
 from dataengine.teacher.cache import DEFAULT_CACHE, Cache, position_key
@@ -246,13 +248,13 @@ def _annotate_shard(
                               in zip(named, blocks, strict=True)]), teacher_buckets(blocks)
 
 
-def _split_totals(manifest: dict, shards: dict) -> dict:
+def _split_totals(manifest: Manifest, shards: dict) -> dict:
     totals = {}
-    for split, info in manifest["splits"].items():
+    for split, info in manifest.splits.items():
         total = dict.fromkeys(COUNT_KEYS, 0)
         total["wdl_permille_sum"] = [0, 0, 0]
-        for entry in info["shards"]:
-            counts = shards.get(entry["path"])
+        for entry in info.shards:
+            counts = shards.get(entry.path)
             if counts is None:
                 continue
             for k in COUNT_KEYS:
@@ -267,33 +269,23 @@ def _split_totals(manifest: dict, shards: dict) -> dict:
     return totals
 
 
-def _is_done(out: Path, previous: dict | None, entry: dict) -> bool:
+def _is_done(out: Path, previous: TeacherPass | None, entry: ShardEntry) -> bool:
     """Whether a previous run of the same settings finished this shard (and the file is
     the tar it wrote)."""
-    if not previous or entry["path"] not in previous.get("shards", {}):
+    if not previous or entry.path not in previous.shards:
         return False
-    path = out / entry["path"]
-    return (path.is_file() and path.stat().st_size == entry["bytes"]
-            and sha256_file(path) == entry["sha256"])
+    path = out / entry.path
+    return (path.is_file() and path.stat().st_size == entry.bytes
+            and sha256_file(path) == entry.sha256)
 
 
-def _write_manifest(out: Path, manifest: dict) -> None:
-    from dataengine.build import MANIFEST
-
-    shards = [s for sp in manifest["splits"].values() for s in sp["shards"]]
-    records = sum(s["records"] for s in shards)
-    if records:
-        manifest["bytes_per_record"] = round(sum(s["bytes"] for s in shards) / records, 2)
-    atomic_write(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
-
-
-def _rewrite_val_zarr(out: Path, manifest: dict) -> None:
+def _rewrite_val_zarr(out: Path, manifest: Manifest) -> None:
     from dataengine.build import VAL_ZARR, write_val_zarr
 
-    val = manifest["splits"].get("val", {})
-    if not val.get("records") or not (out / VAL_ZARR).exists():
+    val = manifest.splits.get("val")
+    if val is None or not val.records or not (out / VAL_ZARR).exists():
         return
-    blocks = [b for s in val["shards"] for _, b in read_blocks(out / s["path"])]
+    blocks = [b for s in val.shards for _, b in read_blocks(out / s.path)]
     write_val_zarr(out / VAL_ZARR, schema.concat_blocks(blocks))
 
 
@@ -315,8 +307,6 @@ def annotate(
     included), ``analysed``, ``cache_hits``, ``failed``, ``restarts``, ``shards_rewritten``,
     ``shards_already_done``, ``seconds`` and the manifest's per-split counts (``splits``).
     """
-    from dataengine.build import MANIFEST
-
     t0 = time.perf_counter()
     out = Path(out_dir)
     path = find_stockfish(engine)
@@ -328,33 +318,39 @@ def annotate(
     if workers < 1:
         raise TeacherError(f"workers must be >= 1, got {workers!r}")
     try:
-        manifest = json.loads((out / MANIFEST).read_text())
-    except FileNotFoundError:
+        manifest = manifests.read(out, check_version=False)
+    except manifests.ManifestMissing:
         raise TeacherError(
-            f"no {MANIFEST} in {str(out)!r}: build the shards first (make shards)"
+            f"no {MANIFEST_NAME} in {str(out)!r}: build the shards first (make shards)"
         ) from None
-    except (OSError, ValueError) as exc:
-        raise TeacherError(f"cannot read {str(out / MANIFEST)!r}: {exc}") from exc
+    except manifests.ManifestError as exc:
+        raise TeacherError(str(exc)) from exc
     timeout_s = timeout_s or 10.0 + nodes / 50_000
 
     probe = open_engine(path)
     name = probe.id.get("name", Path(path).name)
     settings = {"engine": name, "engine_options": ENGINE_OPTIONS, "nodes": nodes,
                 "fraction": fraction, "overwrite": overwrite}
-    previous = manifest.get("teacher")
-    if previous and {k: previous.get(k) for k in settings} != settings:
+    previous = manifest.teacher
+    if previous and previous.settings() != settings:
         probe.quit()
-        changed = ", ".join(f"{k} {previous.get(k)!r} (now {v!r})" for k, v in settings.items()
-                            if previous.get(k) != v)
+        before = previous.settings()
+        changed = ", ".join(f"{k} {before[k]!r} (now {v!r})" for k, v in settings.items()
+                            if before[k] != v)
         raise TeacherError(
             f"the shards in {str(out)!r} were annotated with other settings: {changed}; "
             "rebuild them (python -m dataengine.build ... --force) to annotate them again"
         )
-    level = manifest.get("build_config", {}).get("zstd_level", schema.ZSTD_LEVEL)
-    entries = [(split, e) for split, info in manifest["splits"].items() for e in info["shards"]]
-    todo = [(split, e) for split, e in entries if not _is_done(out, previous, e)]
-    teacher = {**settings, "complete": False,
-               "shards": dict(previous["shards"]) if previous else {}}
+    level = manifest.build_config.get("zstd_level", schema.ZSTD_LEVEL)
+    entries = manifest.shards()
+    todo = [e for e in entries if not _is_done(out, previous, e)]
+    done_shards = dict(previous.shards) if previous else {}  # path -> counts
+
+    def with_teacher(m: Manifest, complete: bool) -> Manifest:
+        return dataclasses.replace(m, teacher=TeacherPass(
+            **settings, complete=complete, shards=dict(done_shards),
+            splits=_split_totals(m, done_shards)))
+
     summary = {**settings, "shards_rewritten": 0, "shards_already_done": len(entries) - len(todo)}
     stats = Counter(engine_calls=0, analysed=0, cache_hits=0, failed=0, restarts=0)
 
@@ -362,43 +358,37 @@ def annotate(
     db = None
     try:
         if todo:
-            total = sum(e["records"] if fraction >= 1.0 else
-                        sum(int(select(b, fraction).sum()) for _, b in read_blocks(out / e["path"]))
-                        for _, e in todo)
+            total = sum(e.records if fraction >= 1.0 else
+                        sum(int(select(b, fraction).sum()) for _, b in read_blocks(out / e.path))
+                        for e in todo)
             db = Cache(Path(cache) if cache else out / DEFAULT_CACHE, f"{name} {ENGINE_OPTIONS}",
                        nodes)
             with progress(total=total, unit="pos", desc="teacher", disable=quiet,
                       dynamic_ncols=True) as bar:
                 run = _Run(db, engines, bar, overwrite, wdl_model(name), stats, time.perf_counter())
-                for _, entry in todo:
-                    counts, data, buckets = _annotate_shard(out / entry["path"], fraction,
+                for entry in todo:
+                    counts, data, buckets = _annotate_shard(out / entry.path, fraction,
                                                             level, run)
-                    teacher["shards"][entry["path"]] = counts
-                    entry["teacher"] = buckets
-                    for sp in manifest["splits"].values():
-                        sp["teacher"] = {b: sum(e.get("teacher", {}).get(b, 0)
-                                                for e in sp["shards"]) for b in schema.BUCKETS}
+                    done_shards[entry.path] = counts
+                    entry = dataclasses.replace(entry, teacher=buckets)
                     if data is not None:
-                        entry["sha256"] = hashlib.sha256(data).hexdigest()
-                        entry["bytes"] = len(data)
-                    teacher["splits"] = _split_totals(manifest, teacher["shards"])
-                    manifest["teacher"] = teacher
-                    _write_manifest(out, manifest)  # first: see the module docstring
+                        entry = dataclasses.replace(
+                            entry, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+                    manifest = with_teacher(manifest.with_shard(entry), complete=False)
+                    manifests.write(out, manifest)  # first: see the module docstring
                     if data is not None:
-                        atomic_write(out / entry["path"], data)
+                        atomic_write(out / entry.path, data)
                         summary["shards_rewritten"] += 1
-        if not (previous or {}).get("complete") or todo:
+        if not (previous and previous.complete) or todo:
             _rewrite_val_zarr(out, manifest)
-            teacher["complete"] = True
-            teacher["splits"] = _split_totals(manifest, teacher["shards"])
-            manifest["teacher"] = teacher
-            _write_manifest(out, manifest)
+            manifest = with_teacher(manifest, complete=True)
+            manifests.write(out, manifest)
     finally:
         engines.close()
         if db is not None:
             db.close()
     summary.update(stats)
-    summary["splits"] = manifest["teacher"]["splits"]
+    summary["splits"] = manifest.teacher.splits
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     return summary
 
