@@ -35,18 +35,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import chess
 
+from dataengine.fileio import atomic_write
 from dataengine.progress import progress
 from dataengine.teacher import TeacherError, find_stockfish, open_engine
 from dataengine.teacher.engine import Analysis, Engines
-from train.evaluation.match import GameRecord, play_match, read_openings, schedule
+from train.evaluation.match import GameRecord, play_match, read_openings, schedule, summarize
 from train.evaluation.players import (
     EvalError,
     MaterialPlayer,
@@ -105,14 +104,13 @@ def epd_line(position: NetPosition, answer: Analysis) -> str:
 
 
 def play(net: Player, opponents: list[str], book: list, games: int, seed: int,
-         max_plies: int, quiet: bool) -> list[tuple[str, GameRecord]]:
-    """(game id, record) of every game, opponent by opponent."""
-    played = []
+         max_plies: int, quiet: bool) -> dict[str, list[GameRecord]]:
+    """The records of the games against each opponent."""
+    played = {}
     for k, name in enumerate(opponents):
         opponent = OPPONENTS[name](name, seed + k)
-        records = play_match(net, opponent, schedule(book, games, seed + k),
-                             max_plies=max_plies, progress=not quiet)
-        played += [(game_id(name, seed, r.round), r) for r in records]
+        played[name] = play_match(net, opponent, schedule(book, games, seed + k),
+                                  max_plies=max_plies, progress=not quiet)
     return played
 
 
@@ -134,29 +132,21 @@ def label(positions: list[NetPosition], engine: str, nodes: int, workers: int,
     return answers, failed
 
 
-def write_epd(out: Path, played: list[tuple[str, GameRecord]], first: dict[str, list],
-              answers: dict[str, Analysis]) -> int:
+def write_epd(out: Path, played: dict[str, list[GameRecord]], seed: int,
+              first: dict[str, list[NetPosition]], answers: dict[str, Analysis]) -> int:
     """Write the EPD atomically; returns the number of position lines."""
-    lines = []
-    for gid, record in played:
-        for position in first.get(gid, []):
-            if position.epd in answers:
-                lines.append(epd_line(position, answers[position.epd]))
-        opponent = gid.split()[1]
-        lines.append(f"# dagger {opponent} round {record.round}: "
-                     f"{record.termination or 'unfinished'} {record.result}")
+    lines, written = [], 0
+    for opponent, records in played.items():
+        for record in records:
+            for position in first.get(game_id(opponent, seed, record.round), []):
+                if position.epd in answers:
+                    lines.append(epd_line(position, answers[position.epd]))
+                    written += 1
+            lines.append(f"# dagger {opponent} round {record.round}: "
+                         f"{record.termination or 'unfinished'} {record.result}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write("\n".join(lines) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return sum(not line.startswith("#") for line in lines)
+    atomic_write(out, ("\n".join(lines) + "\n").encode())
+    return written
 
 
 def dagger(checkpoint: str, out: str | Path, *, games: int = 200,
@@ -188,23 +178,24 @@ def dagger(checkpoint: str, out: str | Path, *, games: int = 200,
     first: dict[str, list[NetPosition]] = {}
     seen: set[str] = set()
     reached = 0
-    for gid, record in played:
-        for position in net_positions(record, gid):
-            reached += 1
-            if position.epd not in seen:
-                seen.add(position.epd)
-                first.setdefault(gid, []).append(position)
+    for opponent, records in played.items():
+        for record in records:
+            gid = game_id(opponent, seed, record.round)
+            for position in net_positions(record, gid):
+                reached += 1
+                if position.epd not in seen:
+                    seen.add(position.epd)
+                    first.setdefault(gid, []).append(position)
     todo = [p for positions in first.values() for p in positions]
     answers, failed = label(todo, engine_path, nodes, workers, quiet)
-    written = write_epd(out, played, first, answers)
+    written = write_epd(out, played, seed, first, answers)
 
-    results: dict[str, Counter] = {name: Counter() for name in opponents}
-    for gid, record in played:
-        s = record.score_a
-        results[gid.split()[1]]["W" if s == 1 else "L" if s == 0 else "D"] += 1
-        results[gid.split()[1]][record.termination or "unfinished"] += 1
-    return {"checkpoint": checkpoint, "weights": model.weights, "games": len(played),
-            "results": {k: dict(sorted(v.items())) for k, v in results.items()},
+    results = {name: summarize(records) for name, records in played.items()}
+    return {"checkpoint": checkpoint, "weights": model.weights,
+            "games": sum(len(records) for records in played.values()),
+            "results": {name: {k: r[k] for k in ("wins", "draws", "losses", "score",
+                                                  "terminations")}
+                        for name, r in results.items()},
             "positions_reached": reached, "distinct": len(todo), "written": written,
             "failed": len(failed), "seconds_play": round(t_play, 1),
             "seconds": round(time.perf_counter() - t0, 1)}
@@ -254,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['positions_reached']} reached, {s['failed']} without an answer) from "
               f"{s['games']} games of the {s['weights']} weights of {s['checkpoint']} in "
               f"{s['seconds']:.1f} s ({s['seconds_play']:.1f} s playing)")
-        for name, counts in s["results"].items():
-            print(f"  vs {name}: {counts}")
+        for name, r in s["results"].items():
+            print(f"  vs {name}: {r['wins']}-{r['draws']}-{r['losses']} (W-D-L, score "
+                  f"{r['score']:.3f}); endings {r['terminations']}")
     return 0
 
 
