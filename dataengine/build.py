@@ -432,7 +432,7 @@ def merge(
     if not val_blocks:
         val["themes"] = np.asarray([], dtype=str)
     write_val_zarr(out / VAL_ZARR, val)
-    splits["val"] = manifests.SplitEntry.of(splits["val"].shards, zarr=VAL_ZARR)
+    splits["val"] = dataclasses.replace(splits["val"], zarr=VAL_ZARR)
 
     skip_counts = Counter(s[0] for s in skips if not s[4])
     note_counts = Counter(s[0] for s in skips if s[4])
