@@ -1,7 +1,7 @@
 """Loader benchmark: device-ready positions/s for 0, 1 and 2 DataLoader workers, batch 96
 and 1024, on the CPU device.
 
-"Device-ready" is what the trainer's step gets from `BatchLoader.device_batches`: the
+"Device-ready" is what the trainer's step gets from `train.expand.device_batches`: the
 network's float input planes and every target (train.expand) on the device, here made
 by the fused CPU kernel. "Compact" is
 the batches of compact records alone (`iter(loader)`). Main-process torch threads: 1, and
@@ -23,7 +23,7 @@ from common import bench_shards
 
 from train.batch import columns_of
 from train.curriculum import load_curriculum
-from train.expand import expand
+from train.expand import device_batches, expand
 from train.loader import BatchLoader, LoaderConfig
 
 STEPS = 100_000
@@ -34,7 +34,7 @@ def measure(shards, workers: int, batch_size: int, device_ready: bool, seconds: 
     loader = BatchLoader(shards, load_curriculum("stockfish"), steps=STEPS,
                          batch_size=batch_size, seed=0, cfg=LoaderConfig(workers=workers))
     loader.load_state_dict({"step": start})
-    it = loader.device_batches("cpu") if device_ready else iter(loader)
+    it = device_batches(loader, "cpu") if device_ready else iter(loader)
     for _ in itertools.islice(it, 40):  # warm-up: workers start, first windows decoded
         pass
     n, t0 = 0, time.perf_counter()

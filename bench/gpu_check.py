@@ -14,7 +14,7 @@ Rows, each a real run of the project's code on the shards:
   own figures over the second half of the run (warm-up and compilation excluded).
 * ``expand``: ``train.expand.expand`` of one chunk of compact records already on the
   device (tensor ops on a GPU, the numba kernel on a CPU): device-ready positions/s.
-* ``loader``: ``BatchLoader.device_batches`` into the device with 1, 2, 4 worker
+* ``loader``: ``train.expand.device_batches`` into the device with 1, 2, 4 worker
   processes: compact records read from the shards, copied to the device and expanded.
 * ``torchrun``: ``torchrun --nproc-per-node 1 -m train`` with ``TRAIN_PROCESS_GROUP=1``,
   so that one process takes the multi-process path: a process group (NCCL on CUDA, gloo
@@ -64,7 +64,7 @@ from train.batch import columns_of  # noqa: E402
 from train.config import load_run_config  # noqa: E402
 from train.curriculum import load_curriculum  # noqa: E402
 from train.distributed import PROCESS_GROUP_ENV  # noqa: E402
-from train.expand import expand, expand_inputs  # noqa: E402
+from train.expand import device_batches, expand, expand_inputs  # noqa: E402
 from train.loader import BatchLoader, LoaderConfig  # noqa: E402
 from train.model import ChessNet, ModelConfig  # noqa: E402
 
@@ -161,8 +161,8 @@ def loader_expansion(shards: Path, positions: int,
     """The first batch that ``device_batches`` hands the step loop from the loader of
     :func:`first_chunk`: its rows copied to the device (pinned, non-blocking on CUDA) and
     expanded there, as in training."""
-    batches = chunk_loader(shards, positions).device_batches(
-        device, teacher_mix=TEACHER_MIX, policy_from_teacher=POLICY_FROM_TEACHER)
+    batches = device_batches(chunk_loader(shards, positions), device, teacher_mix=TEACHER_MIX,
+                             policy_from_teacher=POLICY_FROM_TEACHER)
     _, x, targets = next(batches)
     batches.close()
     return x, targets
@@ -276,14 +276,14 @@ def expand_row(chunk: torch.Tensor, device: torch.device, seconds: float) -> Row
 
 def loader_row(shards: Path, device: torch.device, workers: int, batch_size: int,
                seconds: float) -> Row:
-    """Positions/s that BatchLoader.device_batches hands the step loop: read by
+    """Positions/s that train.expand.device_batches hands the step loop: read by
     `workers` processes, copied to the device (pinned, non-blocking on CUDA), expanded."""
     row = Row("loader", loader_setting(device, workers, batch_size))
     loader = BatchLoader(shards, load_curriculum("stockfish"), steps=100_000,
                          batch_size=batch_size, seed=0, cfg=LoaderConfig(workers=workers))
     reset_peak(device)
-    batches = loader.device_batches(device, teacher_mix=TEACHER_MIX,
-                                    policy_from_teacher=POLICY_FROM_TEACHER)
+    batches = device_batches(loader, device, teacher_mix=TEACHER_MIX,
+                             policy_from_teacher=POLICY_FROM_TEACHER)
     try:
         per_chunk = loader.chunk_steps
         for _ in itertools.islice(batches, 4 * per_chunk * workers):  # workers start

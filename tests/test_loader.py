@@ -19,7 +19,7 @@ from dataengine.config import BuildConfig
 from tests import naive
 from train.batch import BATCH_COLUMNS, ROW_BYTES, columns_of, to_rows
 from train.curriculum import Schedule, load_curriculum, phase_lengths
-from train.expand import expand, from_numpy
+from train.expand import device_batches, expand, from_numpy
 from train.loader import (
     BatchLoader,
     DataError,
@@ -329,7 +329,7 @@ def test_device_batches_are_the_expanded_batches(shards, overlap):
     loader = BatchLoader(shards, load_curriculum("stockfish"), steps=1000, batch_size=96, seed=7,
                          cfg=LoaderConfig(workers=0, chunk_positions=96 * 5,
                                           expand_overlap=overlap))
-    got = list(itertools.islice(loader.device_batches("cpu", teacher_mix=0.3), 12))
+    got = list(itertools.islice(device_batches(loader, "cpu", teacher_mix=0.3), 12))
     assert loader.state_dict()["step"] == 12
     for (step, batch), (k, x, targets) in zip(compact, got, strict=True):
         assert step == k
@@ -371,10 +371,10 @@ def test_each_stream_is_read_in_order_without_gaps(shards):
 def test_device_batches_through_the_worker_ring_match_in_process(shards):
     """Workers hand chunks over in shared-memory slots that they refill later: a slow
     consumer still gets exactly the in-process batches."""
-    want = list(itertools.islice(make(shards, chunk_positions=96 * 2).device_batches("cpu"), 24))
+    want = list(itertools.islice(device_batches(make(shards, chunk_positions=96 * 2), "cpu"), 24))
     loader = make(shards, workers=2, chunk_positions=96 * 2)
     got = []
-    for step, x, targets in itertools.islice(loader.device_batches("cpu"), 24):
+    for step, x, targets in itertools.islice(device_batches(loader, "cpu"), 24):
         time.sleep(0.01)  # the workers fill every slot they may while we wait
         got.append((step, x, targets))
     for (k, x, t), (k2, x2, t2) in zip(want, got, strict=True):

@@ -71,7 +71,7 @@ import functools
 import math
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -79,8 +79,11 @@ import torch
 import labelers
 from dataengine import policy, schema
 from train import expand_kernel
-from train.batch import EXPAND_COLUMNS, check_batch, from_numpy
+from train.batch import EXPAND_COLUMNS, check_batch, columns_of, from_numpy
 from train.expand_kernel import expand_positions, expand_squares
+
+if TYPE_CHECKING:
+    from train.loader import BatchLoader
 
 __all__ = [
     "CLASS_TASKS",
@@ -365,6 +368,42 @@ def expand_async(batch: dict, dtype: torch.dtype = torch.float32, *,
         run()
         return Expansion(x, targets)
     return Expansion(x, targets, _kernel_thread().submit(run))
+
+
+def device_batches(loader: BatchLoader, device: torch.device | str,
+                   dtype: torch.dtype = torch.float32, *, teacher_mix: float = 0.0,
+                   policy_from_teacher: bool = False):
+    """(step, x, targets) from the loader's current step on: each of its chunks crosses
+    to `device` in one copy (pinned for CUDA) and is expanded there in one go; x and
+    the targets are views into the chunk's tensors, handed out batch by batch
+    (`BatchLoader.hand_out`, which moves the loader's state).
+
+    Chunk k is expanded while chunk k + 1 is read and the batches of chunk k - 1 are
+    handed out (on a CPU, in a background thread when
+    `BatchLoader.expand_in_background` says so)."""
+    device = torch.device(device)
+    background = loader.expand_in_background(device)
+    pending = None
+    for start, n, rows in loader.chunks():
+        if device.type == "cuda":
+            rows = rows.pin_memory()
+        rows = rows.to(device, non_blocking=device.type == "cuda")  # from pinned memory
+        # with workers, the rows are a ring slot that stays ours until the chunk after
+        # next is asked for: the background expansion is done by then
+        job = (start, n, expand_async(columns_of(rows), dtype, teacher_mix=teacher_mix,
+                                      policy_from_teacher=policy_from_teacher,
+                                      background=background))
+        if pending is not None:
+            yield from _hand_out(loader, *pending)
+        pending = job
+    if pending is not None:  # chunks() is endless; for a source that ends
+        yield from _hand_out(loader, *pending)
+
+
+def _hand_out(loader: BatchLoader, start: int, n: int, expansion: Expansion):
+    x, targets = expansion.result()
+    for step, batch in loader.hand_out(start, n, {"x": x, **targets}):
+        yield step, batch.pop("x"), batch
 
 
 #: The input dtypes the fused CPU expansion writes (numba has no half floats).

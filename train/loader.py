@@ -31,12 +31,12 @@ workers; its maintainers recommend resampling instead, webdataset issues 177,
   DataLoader worker w of n makes chunks w, w + n, ...; PyTorch hands them to the
   main process in order. A worker writes its chunks into a ring of shared-memory
   slots and only the slot number crosses the pipe. Shards are read with
-  webdataset and decoded with the schema module. A chunk crosses to the device in
-  one copy and is expanded there in one go (train.expand): the per-batch costs of
-  the hand-over, the copy and the expansion's small kernels are paid once per
-  chunk, and the batches the trainer gets are views of it. Chunk k is expanded
-  while chunk k + 1 is read (on a CPU device, in a background thread). Chunks do not change
-  what batch k is, so resuming at any step still gives exactly the batches of the
+  webdataset and decoded with the schema module. The trainer copies a chunk to
+  the device in one go and expands it there (train.expand.device_batches): the
+  per-batch costs of the hand-over, the copy and the expansion's small kernels are
+  paid once per chunk, and the batches the trainer gets are views of it. This
+  module knows nothing of the expansion's targets. Chunks do not change what batch
+  k is, so resuming at any step still gives exactly the batches of the
   uninterrupted run.
 * A shard that cannot be read (corrupt, truncated, wrong version) is reported by
   name once, counted, and left out of its window; a manifest that names missing
@@ -62,7 +62,6 @@ from dataengine import schema
 from dataengine.fileio import shard_file_problem
 from train.batch import ROW_BYTES, columns_of, to_rows
 from train.curriculum import STREAMS, Curriculum, Schedule
-from train.expand import expand_async
 from train.malloc import retain_freed_memory
 
 log = logging.getLogger(__name__)
@@ -439,8 +438,8 @@ class BatchLoader:
     """Iterates batches from the current step on; state_dict() is the step.
 
     ``iter(loader)`` gives (step, compact batch: `columns_of` views, on the CPU);
-    :meth:`device_batches` gives (step, network input, targets) expanded on a device
-    (`train.expand`), which is what the trainer uses.
+    :meth:`chunks` gives whole chunks of rows, which `train.expand.device_batches`
+    expands on a device for the trainer, handing the batches out with :meth:`hand_out`.
 
     With ``world`` processes, batch k of rank ``rank`` is rows [rank * batch_size,
     (rank + 1) * batch_size) of global batch k, which has ``world * batch_size`` records
@@ -525,49 +524,22 @@ class BatchLoader:
                 # (with numpy: torch would copy 1 MB in its thread pool, whose threads
                 # then spin on the cores the workers need)
                 rows = torch.from_numpy(rows.numpy().copy())
-            yield from self._per_batch(start, n, columns_of(rows))
+            yield from self.hand_out(start, n, columns_of(rows))
 
-    def _per_batch(self, start: int, n: int, tensors: dict[str, torch.Tensor]):
+    def hand_out(self, start: int, n: int, tensors: dict[str, torch.Tensor]):
         """(step, views of `tensors`' rows of that step) for the n batches of a chunk
-        from step `start`, moving the state as each is handed out."""
+        from step `start`, moving the state as each is handed out: a checkpoint taken
+        after batch k resumes at batch k + 1."""
         parts = {k: v.split(self.batch_size) for k, v in tensors.items()}
         for i in range(n):
             self.step = start + i + 1
             yield start + i, {k: v[i] for k, v in parts.items()}
 
-    def _overlap(self) -> bool:
+    def expand_in_background(self, device: torch.device) -> bool:
+        """Whether chunks for `device` are expanded in a second thread
+        (``LoaderConfig.expand_overlap``; None: on a CPU when a core is spare)."""
+        if device.type != "cpu":
+            return False
         if self.cfg.expand_overlap is not None:
             return self.cfg.expand_overlap
         return (os.cpu_count() or 1) - self.cfg.workers >= 2
-
-    def device_batches(self, device: torch.device | str, dtype: torch.dtype = torch.float32,
-                       *, teacher_mix: float = 0.0, policy_from_teacher: bool = False):
-        """(step, x, targets) from the current step on: `train.expand.expand` of each batch,
-        run on `device` once per chunk (one host-to-device copy of the compact rows, pinned
-        for CUDA); x and the targets are views into the chunk's tensors.
-
-        On a CPU device with ``expand_overlap``, the expansion of a chunk runs in a second
-        thread (`train.expand.expand_async`) while this one reads the next chunk and hands
-        out the batches of the one before."""
-        device = torch.device(device)
-        background = device.type == "cpu" and self._overlap()
-        pending = None
-        for start, n, rows in self.chunks():
-            if device.type == "cuda":
-                rows = rows.pin_memory()
-            rows = rows.to(device, non_blocking=device.type == "cuda")  # from pinned memory
-            # with workers, the rows are a ring slot that stays ours until the chunk
-            # after next is asked for: the background expansion is done by then
-            job = (start, n, expand_async(columns_of(rows), dtype, teacher_mix=teacher_mix,
-                                          policy_from_teacher=policy_from_teacher,
-                                          background=background))
-            if pending is not None:
-                yield from self._batches(*pending)
-            pending = job
-        if pending is not None:  # chunks() is endless; for a source that ends
-            yield from self._batches(*pending)
-
-    def _batches(self, start: int, n: int, expansion):
-        x, targets = expansion.result()
-        for step, batch in self._per_batch(start, n, {"x": x, **targets}):
-            yield step, batch.pop("x"), batch

@@ -25,7 +25,7 @@ from train.config import RunConfig
 from train.curriculum import load_curriculum
 from train.distributed import Dist, env_rank
 from train.ema import ema_weights, make_ema
-from train.expand import IGNORE_INDEX, INPUT_FORMAT_VERSION
+from train.expand import IGNORE_INDEX, INPUT_FORMAT_VERSION, device_batches
 from train.loader import BatchLoader, verify_shards
 from train.losses import (
     SSLPositiveWeights,
@@ -372,8 +372,8 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
     # progress_interval steps reports progress, and frames of a bar would only clutter it
     bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, unit="step",
                disable=not ddp.main or not sys.stderr.isatty())
-    batches = loader.device_batches(device, teacher_mix=cfg.teacher_mix,
-                                    policy_from_teacher=cfg.policy_from_teacher)
+    batches = device_batches(loader, device, teacher_mix=cfg.teacher_mix,
+                             policy_from_teacher=cfg.policy_from_teacher)
 
     # -- the loop -----------------------------------------------------------------------
     while step < cfg.steps:
