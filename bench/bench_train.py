@@ -1,6 +1,6 @@
 """Trainer benchmark: steps/s and positions/s at batch 96 (default 6x64 model, SSL every
 step), the share of step time spent waiting for data, and peak memory; on CUDA too when
-a GPU is present. The seed tool did 0.65 steps/s at batch 96 (62 positions/s).
+a GPU is present. The original tool did 0.65 steps/s at batch 96 (62 positions/s).
 
     .venv/bin/python bench/bench_train.py [--steps 60]
 """
@@ -55,7 +55,7 @@ def main() -> None:
         r = run(shards, device, args.steps, amp)
         print(f"{device:<6} {str(amp):<5} {r['steps_s']:>8.2f} {r['pos_s']:>9,.0f} "
               f"{r['pos_s'] / SEED_POSITIONS_PER_S:>7.1f} {r['wait']:>10.1%} {r['peak_mb']:>8,.0f}")
-    print("targets: data wait < 2%; on a GPU >= 100x the seed's positions/s")
+    print("targets: data wait < 2%; on a GPU >= 100x the original tool's positions/s")
 
 
 if __name__ == "__main__":

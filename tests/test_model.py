@@ -155,7 +155,7 @@ def test_policy_loss_ignores_missing_moves():
 def test_value_loss_huber():
     target = torch.tensor([1.0, -1.0, 0.0, 1.0])
     zero = torch.zeros(4)
-    # an untrained net (value 0): 0.5 * e^2 on decisive games, the seed's 0.5 plateau
+    # an untrained net (value 0): 0.5 * e^2 on decisive games, the original tool's 0.5 plateau
     assert float(losses.value_loss(zero, target)) == pytest.approx(0.375)
     mask = torch.tensor([True, True, False, False])
     assert float(losses.value_loss(zero, target, mask)) == pytest.approx(0.5)

@@ -191,7 +191,7 @@ def test_every_flag_reaches_the_config():
         run = load_run_config(None, vars(ap.parse_args(argv)))
         obj = getattr(run.train, nested) if nested else run.train
         assert getattr(obj, attr) == want, flag
-    # the seed's flag names are all there
+    # the original tool's flag names are all there
     for flag in ("steps", "batch-size", "lr", "weight-decay", "ema-decay", "ssl-weight",
                  "ssl-warmup-steps", "ssl-piece-weight", "ssl-threat-weight", "ssl-pin-weight",
                  "ssl-fork-weight", "ssl-control-weight", "ssl-pawn-structure-weight",

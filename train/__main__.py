@@ -1,6 +1,6 @@
 """python -m train: train a network on shards built by `make shards`.
 
-Flags have the seed tool's names and defaults; they override config.yaml.
+Flags have the original tool's names and defaults; they override config.yaml.
 On several GPUs (or CPU processes), launch it with torchrun; --batch-size is per
 process, so the global batch is nproc x batch-size:
 

@@ -1,4 +1,4 @@
-"""Trainer configuration: the seed tool's flags, with its names and defaults.
+"""Trainer configuration: the original tool's flags, with its names and defaults.
 
 Precedence: built-in defaults < ``config.yaml`` (sections ``train:``, ``model:``,
 ``loader:``, ``curricula:``) < command-line flags. Every field has a docstring;
@@ -170,7 +170,7 @@ class RunConfig:
 NESTED_FLAGS = {"ssl_weights": "ssl-{}-weight", "ssl_pos_weights": "ssl-{}-pos-weight"}
 
 
-# the seed's flags -> the config field they set ("ssl_weights.piece" = a nested field)
+# the original tool's flags -> the config field they set ("ssl_weights.piece" = a nested field)
 def _flag_fields() -> dict[str, str]:
     flags = {f.name.replace("_", "-"): f.name for f in dataclasses.fields(TrainConfig)
              if f.name not in NESTED_FLAGS}

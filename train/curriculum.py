@@ -64,7 +64,7 @@ class Curriculum:
 def _default_curricula() -> dict[str, dict]:
     mixed = {"tactical": 0.2, "positional": 0.2}
     return {
-        # the seed's: openings 22%, king safety 12%, endgames 22% of the run, in the ratio
+        # the original tool's: openings 22%, king safety 12%, endgames 22% of the run, in the ratio
         # 22:12:22 (39,286 / 21,429 / 39,285 steps of 100,000); tactical and positional
         # positions mixed into every phase.
         "stockfish": {
@@ -215,7 +215,7 @@ def _round_counts(shares: np.ndarray, batch_size: int, carry: np.ndarray) -> np.
 
 def phase_lengths(curriculum: Curriculum, steps: int) -> list[int]:
     """Steps of each phase in a run of `steps`: each rounded, the last takes the rest
-    (the seed's 22:12:22 over 100,000 steps gives 39,286 / 21,429 / 39,285)."""
+    (the original tool's 22:12:22 over 100,000 steps gives 39,286 / 21,429 / 39,285)."""
     total = sum(p.length for p in curriculum.phases)
     lengths = [math.floor(p.length / total * steps + 0.5) for p in curriculum.phases[:-1]]
     return [*lengths, steps - sum(lengths)]

@@ -49,7 +49,7 @@ __all__ = [
 #: delta = 1 the loss is quadratic (0.5 e^2) for |e| <= 1 and linear beyond, so a
 #: confidently wrong sign (|e| up to 2) costs at most 1.5 instead of MSE's 4. An
 #: untrained net outputs ~0, which costs exactly 0.5 on every decisive game:
-#: the seed's "value loss stable at 0.5 (Huber threshold)" plateau.
+#: the original tool's "value loss stable at 0.5 (Huber threshold)" plateau.
 VALUE_HUBER_DELTA = 1.0
 
 
@@ -73,7 +73,7 @@ class _PerTask:
 
 @dataclass(kw_only=True)
 class SSLWeights(_PerTask):
-    """Weight of each SSL task in :func:`ssl_total` (the seed tool's defaults). The
+    """Weight of each SSL task in :func:`ssl_total` (the original tool's defaults). The
     overall SSL weight and its warm-up are the trainer's, applied on top."""
 
     piece: float = 1.0

@@ -104,7 +104,7 @@ class MemoryMonitor:
 
 
 class Heartbeat:
-    """Logs a status line every `seconds` (the seed's 5-minute heartbeat)."""
+    """Logs a status line every `seconds` (the original tool's 5-minute heartbeat)."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
