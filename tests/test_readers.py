@@ -923,3 +923,20 @@ def test_pgn_crlf_bom_and_movetext_first(tmp_path):
     assert_same_as_python_chess(items, text)
     assert list(read_pgn(windows)) == items
     assert read_ranges(windows, 1) == items
+
+
+@pytest.mark.parametrize("variant", ["Chess960", "fischerandom", "Fischer Random"])
+def test_chess960_games_are_skipped_as_variant(tmp_path, variant):
+    # a real Chess960 start (position 518 is the standard one; this is 0: BBQNNRKR),
+    # castling by X-FEN rights: the record cannot say which rook castles (README)
+    path = tmp_path / "960.pgn"
+    path.write_text(f'[Event "960"]\n[Variant "{variant}"]\n[SetUp "1"]\n'
+                    '[FEN "bbqnnrkr/pppppppp/8/8/8/8/PPPPPPPP/BBQNNRKR w HFhf - 0 1"]\n'
+                    '[Result "*"]\n\n1. e4 e5 2. O-O *\n\n'
+                    '[Event "standard"]\n[Result "*"]\n\n1. e4 e5 *\n')
+    items = list(read_pgn(path))
+    skips = [i for i in items if isinstance(i, Skip)]
+    units = [i for i in items if isinstance(i, Unit)]
+    assert [(s.reason, s.line) for s in skips] == [("variant", 1)]
+    assert variant in skips[0].detail
+    assert len(units) == 1 and len(units[0]) == 2
