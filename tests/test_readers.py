@@ -939,4 +939,4 @@ def test_chess960_games_are_skipped_as_variant(tmp_path, variant):
     units = [i for i in items if isinstance(i, Unit)]
     assert [(s.reason, s.line) for s in skips] == [("variant", 1)]
     assert variant in skips[0].detail
-    assert len(units) == 1 and len(units[0]) == 2
+    assert len(units) == 1 and units[0].line == 9 and units[0].ply == [0, 1, 2]
