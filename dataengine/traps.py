@@ -1,0 +1,174 @@
+"""Stalemate traps: won endgames where one legal move stalemates, with Stockfish's move.
+
+    python -m dataengine.traps --out traps.epd [--positions 20000] [--seed 0] [--nodes 1000]
+
+A network that plays its best policy move against a weak side wins the material and
+then, too often, stalemates the bare king: in 100 games against `random` a 10,000-step
+network stalemated 21 to 23 times (README). Engine games, against each other or
+against a random mover, seldom reach these positions (the engine mates first), so
+the data hardly shows them. This writes random legal positions of that kind: the
+strong side (king and 1-3 queens or rooks, sometimes a minor piece and pawns) to
+move against a king with at most two pawns, kept only when at least one of the
+strong side's legal moves stalemates and the game is not over, and labels each with
+Stockfish's best move (EPD ``bm`` with ``ce``/``dm``, ``id "trap s<seed> <n>"``),
+ready for `make shards INPUT=...`.
+
+Position n depends only on (seed, n): the same seed gives the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import chess
+
+from dataengine.fileio import atomic_write
+from dataengine.progress import progress
+from dataengine.teacher import TeacherError, find_stockfish, open_engine
+from dataengine.teacher.engine import Analysis, Engines
+
+#: The strong side's pieces besides its king; one set is drawn per position.
+MATERIAL = (
+    (chess.QUEEN,), (chess.QUEEN,), (chess.ROOK,), (chess.QUEEN, chess.QUEEN),
+    (chess.QUEEN, chess.ROOK), (chess.ROOK, chess.ROOK), (chess.QUEEN, chess.QUEEN,
+                                                          chess.QUEEN),
+    (chess.QUEEN, chess.BISHOP), (chess.QUEEN, chess.KNIGHT), (chess.ROOK, chess.BISHOP),
+)
+TIMEOUT_S = 60.0
+"""A search that has not answered in this long is killed and tried once more."""
+
+
+def stalemating_moves(board: chess.Board) -> list[chess.Move]:
+    """The legal moves of the side to move after which the other side is stalemated."""
+    out = []
+    for move in board.legal_moves:
+        board.push(move)
+        if board.is_stalemate():
+            out.append(move)
+        board.pop()
+    return out
+
+
+def _place(board: chess.Board, rng: random.Random, piece: chess.Piece) -> None:
+    """Put `piece` on a random empty square (pawns on ranks 2-7)."""
+    squares = [s for s in chess.SQUARES if board.piece_at(s) is None
+               and (piece.piece_type != chess.PAWN or 1 <= chess.square_rank(s) <= 6)]
+    board.set_piece_at(rng.choice(squares), piece)
+
+
+def candidate(rng: random.Random) -> chess.Board:
+    """One random position of the family (not yet checked)."""
+    strong = rng.choice((chess.WHITE, chess.BLACK))
+    board = chess.Board(None)
+    board.turn = strong
+    _place(board, rng, chess.Piece(chess.KING, strong))
+    _place(board, rng, chess.Piece(chess.KING, not strong))
+    for piece_type in rng.choice(MATERIAL):
+        _place(board, rng, chess.Piece(piece_type, strong))
+    for _ in range(rng.choice((0, 0, 1, 2, 3))):
+        _place(board, rng, chess.Piece(chess.PAWN, strong))
+    for _ in range(rng.choice((0, 0, 0, 1, 2))):
+        _place(board, rng, chess.Piece(chess.PAWN, not strong))
+    board.halfmove_clock = rng.randrange(0, 40)
+    board.fullmove_number = rng.randrange(40, 90)
+    return board
+
+
+def is_trap(board: chess.Board) -> bool:
+    """A legal position, game not over, where some legal move stalemates."""
+    return (board.is_valid() and board.outcome() is None
+            and bool(stalemating_moves(board)))
+
+
+def trap(seed: int, n: int, tries: int = 1000) -> chess.Board | None:
+    """Position n of `seed`: the first trap among `tries` candidates drawn from (seed, n)."""
+    rng = random.Random(f"trap {seed} {n}")
+    for _ in range(tries):
+        board = candidate(rng)
+        if is_trap(board):
+            return board
+    return None
+
+
+def epd_line(board: chess.Board, answer: Analysis, gid: str) -> str:
+    value = {"dm": answer.mate} if answer.mate else {"ce": answer.cp}
+    return board.epd(bm=chess.Move.from_uci(answer.move), **value, hmvc=board.halfmove_clock,
+                     fmvn=board.fullmove_number, id=gid)
+
+
+def traps(out: str | Path, *, positions: int = 20000, seed: int = 0, nodes: int = 1000,
+          workers: int = 2, engine: str | None = None, quiet: bool = False) -> dict:
+    """Draw, label and write `positions` traps; returns counts and seconds."""
+    if positions < 1 or workers < 1 or nodes < 1:
+        raise ValueError(f"positions, workers and nodes must be >= 1, got {positions}, "
+                         f"{workers}, {nodes}")
+    out = Path(out)
+    if out.suffix != ".epd":
+        raise ValueError(f"the output is EPD: name --out *.epd, not {out.name!r}")
+    engine_path = find_stockfish(engine)
+    t0 = time.perf_counter()
+    boards: dict[str, tuple[str, chess.Board]] = {}  # epd -> (id, board), first n wins
+    for n in progress(range(positions), desc="draw", unit="pos", disable=quiet,
+                      dynamic_ncols=True):
+        board = trap(seed, n)
+        if board is not None:
+            boards.setdefault(board.epd(), (f"trap s{seed} {n}", board))
+    t_draw = time.perf_counter() - t0
+    engines = Engines(engine_path, nodes, TIMEOUT_S, workers, probe=open_engine(engine_path))
+    answers: dict[str, Analysis] = {}
+    failed: dict[str, str] = {}
+    try:
+        with progress(total=len(boards), desc="stockfish", unit="pos", disable=quiet,
+                      dynamic_ncols=True) as bar:
+            for done, bad, _, _ in engines.run([(k, b.fen()) for k, (_, b) in boards.items()]):
+                answers.update(done)
+                failed.update(bad)
+                bar.update(len(done) + len(bad))
+    finally:
+        engines.close()
+    lines = [epd_line(board, answers[key], gid) for key, (gid, board) in boards.items()
+             if key in answers]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, ("\n".join(lines) + "\n").encode())
+    return {"asked": positions, "distinct": len(boards), "written": len(lines),
+            "failed": len(failed), "seconds_draw": round(t_draw, 1),
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m dataengine.traps",
+        description="Write won endgames where one legal move stalemates, with Stockfish's "
+                    "best move, as EPD (training data against stalemating a bare king).")
+    ap.add_argument("--out", required=True, help="EPD file to write (replaced atomically)")
+    ap.add_argument("--positions", type=int, default=20000,
+                    help="positions to draw (default 20000; repeats are written once)")
+    ap.add_argument("--seed", type=int, default=0, help="position n depends on (seed, n)")
+    ap.add_argument("--nodes", type=int, default=1000,
+                    help="Stockfish nodes per position (default 1000)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="Stockfish processes (default: all cores)")
+    ap.add_argument("--engine", default=None,
+                    help="Stockfish binary (default: stockfish on PATH or /usr/games/stockfish)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    args = ap.parse_args(argv)
+    try:
+        summary = traps(args.out, positions=args.positions, seed=args.seed, nodes=args.nodes,
+                        workers=args.workers, engine=args.engine, quiet=args.quiet)
+    except (ValueError, TeacherError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"{summary['written']:,} positions written to {args.out} "
+              f"({summary['distinct']:,} distinct of {summary['asked']:,} drawn, "
+              f"{summary['failed']} without an answer) in {summary['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
