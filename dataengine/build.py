@@ -41,7 +41,7 @@ import numpy as np
 from dataengine import manifest as manifests
 from dataengine import readers, schema
 from dataengine.buckets import assign_buckets
-from dataengine.config import BuildConfig, ConfigError, load_build_config, to_dict
+from dataengine.config import BuildConfig, ConfigError, PgnFilters, load_build_config, to_dict
 from dataengine.fileio import atomic_write, sha256_file, tar_bytes
 from dataengine.progress import progress, tqdm
 from dataengine.shm import remove_stale_semaphores
@@ -78,6 +78,8 @@ class Task:
     end: int | None
     size: int  # bytes, for progress
     key: str  # the part's file name stem: identifies its content
+    limit: int = 0  # read at most this many units (games/rows/lines) of the file; 0: all
+    filters: PgnFilters | None = None  # for PGN files
 
     @property
     def order(self) -> tuple[int, int]:
@@ -107,7 +109,8 @@ def find_inputs(paths: list[str]) -> list[str]:
                         continue
                     inside.append(str(f))
             if not inside:
-                raise BuildError(f"no input files (.pgn, .csv, .tsv, .fen, .epd) under {p!r}")
+                raise BuildError(
+                    f"no input files (.pgn, .csv, .tsv, .fen, .epd, .jsonl) under {p!r}")
             found += inside
         elif path.is_file():
             try:
@@ -130,14 +133,21 @@ def plan(paths: list[str], cfg: BuildConfig) -> tuple[list[InputFile], list[Task
         kind = readers.detect_kind(path)
         info = InputFile(path, kind, sha256_file(path), os.path.getsize(path))
         files.append(info)
-        ranges = readers.split_ranges(path, cfg.chunk_bytes)
+        # a limit counts units from the file's start: one task reads them
+        ranges = [(0, None)] if cfg.limit else readers.split_ranges(path, cfg.chunk_bytes)
+        filters = cfg.pgn_filters if kind == "pgn" else None
+        # what else decides a part's content: the limit, and the filters of a PGN
+        extra = f"|limit={cfg.limit}" if cfg.limit else ""
+        if filters is not None:
+            extra += "|filters=" + json.dumps(dataclasses.asdict(filters), sort_keys=True)
         for index, (start, end) in enumerate(ranges):
             stop = info.size if end is None else end
             key = hashlib.sha256(
                 f"{WORK_VERSION}|{schema.FORMAT_VERSION}|{schema.LABEL_SPEC_VERSION}|{info.sha256}|"
-                f"{file_id}|{start}|{end}".encode()
+                f"{file_id}|{start}|{end}{extra}".encode()
             ).hexdigest()[:24]
-            tasks.append(Task(file_id, index, path, start, end, stop - start, key))
+            tasks.append(Task(file_id, index, path, start, end, stop - start, key,
+                              cfg.limit, filters))
     return files, tasks
 
 
@@ -160,12 +170,21 @@ def run_task(task: Task, work: str, root: str | None = None) -> dict:
 
     units, skips = [], []  # skips: [reason, path, line, detail, kept] in file order
     source = str(Path(root) / task.path) if root else task.path
-    for item in readers.read(source, task.start, task.end):
-        if isinstance(item, readers.Unit):
-            units.append(item)
-        else:  # a Skip, or a Note about the unit before it (kept)
-            kept = isinstance(item, readers.Note)
-            skips.append([item.reason, task.path, item.line, item.detail, kept])
+    items = readers.read(source, task.start, task.end, filters=task.filters)
+    read = 0  # units and skips (not notes: they belong to the unit before them)
+    try:
+        for item in items:
+            if not isinstance(item, readers.Note):
+                if task.limit and read == task.limit:
+                    break  # the rest of the file is not read
+                read += 1
+            if isinstance(item, readers.Unit):
+                units.append(item)
+            else:  # a Skip, or a Note about the unit before it (kept)
+                kept = isinstance(item, readers.Note)
+                skips.append([item.reason, task.path, item.line, item.detail, kept])
+    finally:
+        items.close()
     block = units_to_block(units, task.file_id)
     part, skip_file, keys_file, games_file = part_paths(Path(work), task.key)
     # the part file last: it is the marker that the task is complete
@@ -467,6 +486,8 @@ def merge(
 
 
 def build_key(files: list[InputFile], cfg: BuildConfig) -> str:
+    """What the build depends on: versions, inputs and the whole config (its `limit` and
+    `pgn_filters` too, so a build with another --limit is never taken for this one)."""
     spec = {
         "format": schema.FORMAT_VERSION, "labels": schema.LABEL_SPEC_VERSION,
         "config": to_dict(cfg), "inputs": [(f.path, f.sha256) for f in files],
@@ -542,12 +563,22 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the parse+label tasks on a Dask cluster (tcp://host:8786, or "
                     "'local' for a LocalCluster of --workers processes); needs a shared "
                     "filesystem")
+    ap.add_argument("--limit", type=int, default=None, metavar="N",
+                    help="read at most N games/rows/lines (kept or skipped) from the start of "
+                    "each input file and not the rest, e.g. to try a month of Lichess games "
+                    "in a minute; compressed files are decompressed only that far; sets the "
+                    "config's `limit`, part of the build key and the manifest (default: the "
+                    "config's, 0: all)")
     ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
     ap.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     args = ap.parse_args(argv)
     remove_stale_semaphores()  # left by killed runs (kill -9 takes the tracker too)
     try:
         cfg = load_build_config(args.config)
+        if args.limit is not None:
+            if args.limit < 0:
+                raise ConfigError(f"--limit must be >= 0, got {args.limit}")
+            cfg = dataclasses.replace(cfg, limit=args.limit)
         build(args.inputs, args.out, workers=args.workers, cfg=cfg, force=args.force,
               quiet=args.quiet, scheduler=args.scheduler)
     except (BuildError, ConfigError, readers.ReaderError) as e:

@@ -73,6 +73,28 @@ class BucketRules:
                 raise ConfigError(f"buckets.tactical_masks: unknown mask {m!r}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class PgnFilters:
+    """Which PGN games to leave out, from their tags alone (before their moves are read);
+    each game left out is a skip with its own reason (``filtered_rating``,
+    ``filtered_time_control``, ``filtered_termination``), counted in the manifest."""
+
+    min_rating: int = 0
+    """Keep a game only when WhiteElo and BlackElo are both at least this (a missing or
+    "?" rating fails); 0: off."""
+    min_base_seconds: int = 0
+    """Keep a game only when the base time of its TimeControl is at least this many
+    seconds ("600+5": 600; a missing, "-" or unparsable TimeControl fails); 0: off."""
+    skip_abandoned: bool = True
+    """Leave out games whose Termination tag is "Abandoned" (Lichess: a player never
+    moved or left)."""
+
+    def __post_init__(self) -> None:
+        for name in ("min_rating", "min_base_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"pgn_filters.{name} must be >= 0, got {getattr(self, name)}")
+
+
 @dataclass(kw_only=True)
 class BuildConfig:
     """How `make shards` turns inputs into shards."""
@@ -100,8 +122,15 @@ class BuildConfig:
     """How many skipped inputs (and inputs kept with a change, as ``kept:<reason>``) are
     written to skipped.log (all are counted in the manifest)."""
     buckets: BucketRules = field(default_factory=BucketRules)
+    pgn_filters: PgnFilters = field(default_factory=PgnFilters)
+    """Which PGN games to leave out by their tags (ratings, time control, termination)."""
+    limit: int = 0
+    """Read at most this many games/rows/lines (kept or skipped) from each input file,
+    from its start, and not the rest (``--limit``); 0: all. A file is then one task."""
 
     def __post_init__(self) -> None:
+        if self.limit < 0:
+            raise ConfigError(f"limit must be >= 0, got {self.limit}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.val_max_fraction < 1.0:

@@ -1,4 +1,5 @@
-"""Input readers: PGN games, Lichess puzzles, opening lines and FEN/EPD positions.
+"""Input readers: PGN games, Lichess puzzles, opening lines, FEN/EPD positions and the
+Lichess evaluation database.
 
 Each reader is a generator over one file that yields, in file order, a
 :class:`Unit` for every good game/puzzle/line and a :class:`Skip` for every bad
@@ -8,7 +9,7 @@ raises; only a file that cannot be opened does (:class:`ReaderError`). A :class:
 columns in python-chess's absolute orientation, so that the shard builder can
 turn them into arrays without touching python-chess again.
 
-One module per input format (``pgn``, ``puzzles``, ``openings``, ``epd``, all
+One module per input format (``pgn``, ``puzzles``, ``openings``, ``epd``, ``evaldb``, all
 built on ``base``), registered here in :data:`FORMATS` by file suffix, as
 nnue-pytorch registers its feature sets: :func:`detect_kind` and :func:`read`
 look a file's name up there, :func:`split_ranges` cuts it where that format's
@@ -40,6 +41,18 @@ Skip reasons (``Skip.reason``), stable keys for reports:
                               reader stops), or a row has the wrong column count
 ``bad_rating``                puzzle rating is not an integer
 ``empty``                     the file has no bytes at all
+``bad_json``                  an eval-database line is not a JSON object
+``no_evals``                  an eval-database line without an analysis with a
+                              pv, or whose deepest pv has no usable cp/mate
+                              (``bad_fen``: no 4-field ``fen``; ``bad_move``:
+                              the deepest pv's first move is not legal)
+``filtered_rating``           a PGN game left out by ``pgn_filters.min_rating``:
+                              WhiteElo or BlackElo below it, missing or ``?``
+``filtered_time_control``     ... by ``pgn_filters.min_base_seconds``: the base
+                              time of ``TimeControl`` (``600+5``: 600) below
+                              it, or none (missing, ``-``, unparsable)
+``filtered_termination``      ... by ``pgn_filters.skip_abandoned``:
+                              ``Termination`` is ``Abandoned``
 ============================  =================================================
 
 Notes (``Note.reason``), about the Unit just before them; the Unit is kept:
@@ -83,6 +96,7 @@ from dataengine.readers.base import (
     _line_start_at_or_after,
 )
 from dataengine.readers.epd import read_positions
+from dataengine.readers.evaldb import read_evals
 from dataengine.readers.openings import read_openings
 from dataengine.readers.pgn import _game_start_at_or_after, read_pgn
 from dataengine.readers.puzzles import read_puzzles
@@ -97,6 +111,7 @@ __all__ = [
     "Unit",
     "detect_kind",
     "read",
+    "read_evals",
     "read_openings",
     "read_pgn",
     "read_positions",
@@ -109,20 +124,23 @@ __all__ = [
 class Format:
     """An input format: its kind, the file suffixes it is known by (before an optional
     compression suffix), its reader, and where its next unit starts at or after a byte
-    offset of an uncompressed file (None: no unit starts there)."""
+    offset of an uncompressed file (None: no unit starts there). `filtered`: its reader
+    takes ``filters=`` (a `dataengine.config.PgnFilters`)."""
 
     kind: str
     suffixes: tuple[str, ...]
-    read: Callable[[str, int, int | None], Iterator[Unit | Skip | Note]]
+    read: Callable[..., Iterator[Unit | Skip | Note]]
     next_start: Callable[[BinaryIO, int], int | None]
+    filtered: bool = False
 
 
 #: Every input format, by kind; the suffixes of all of them are distinct.
 FORMATS: dict[str, Format] = {f.kind: f for f in (
-    Format("pgn", (".pgn",), read_pgn, _game_start_at_or_after),
+    Format("pgn", (".pgn",), read_pgn, _game_start_at_or_after, filtered=True),
     Format("puzzle", (".csv",), read_puzzles, _line_start_at_or_after),
     Format("opening", (".tsv",), read_openings, _line_start_at_or_after),
     Format("fen", (".fen", ".epd"), read_positions, _line_start_at_or_after),
+    Format("evaldb", (".jsonl",), read_evals, _line_start_at_or_after),
 )}
 _BY_SUFFIX = {suffix: f for f in FORMATS.values() for suffix in f.suffixes}
 
@@ -141,17 +159,26 @@ def _format_of(path: str) -> Format:
 
 
 def detect_kind(path: str) -> str:
-    """The kind of file, from its name: "pgn", "puzzle", "opening" or "fen".
+    """The kind of file, from its name: "pgn", "puzzle", "opening", "fen" or "evaldb".
 
     >>> detect_kind("lichess_db_standard_rated_2013-01.pgn.zst")
     'pgn'
+    >>> detect_kind("lichess_db_eval.jsonl.zst")
+    'evaldb'
     """
     return _format_of(path).kind
 
 
-def read(path: str, start: int = 0, end: int | None = None) -> Iterator[Unit | Skip | Note]:
-    """Read `path` with the reader its name asks for (see `detect_kind`)."""
-    return _format_of(path).read(path, start, end)
+def read(
+    path: str, start: int = 0, end: int | None = None, *, filters=None
+) -> Iterator[Unit | Skip | Note]:
+    """Read `path` with the reader its name asks for (see `detect_kind`). `filters`
+    (a `dataengine.config.PgnFilters`) go to the formats that take them (PGN); the
+    others ignore them."""
+    fmt = _format_of(path)
+    if filters is not None and fmt.filtered:
+        return fmt.read(path, start, end, filters=filters)
+    return fmt.read(path, start, end)
 
 
 def split_ranges(path: str, target_bytes: int = 8 << 20) -> list[tuple[int, int | None]]:

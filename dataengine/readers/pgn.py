@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import chess
 
@@ -41,6 +41,9 @@ from dataengine.readers.base import (
     _Truncated,
     _uci_line,
 )
+
+if TYPE_CHECKING:
+    from dataengine.config import PgnFilters
 
 #: The default of `read_pgn`'s `fast`: decode movetext with `fastpgn` first. Build workers
 #: are spawned processes, so the environment turns it off for them too:
@@ -329,7 +332,8 @@ def _comment_open_after(line: bytes, in_comment: bool) -> bool:
 
 
 def read_pgn(
-    path: str, start: int = 0, end: int | None = None, *, fast: bool | None = None
+    path: str, start: int = 0, end: int | None = None, *, fast: bool | None = None,
+    filters: PgnFilters | None = None,
 ) -> Iterator[Unit | Skip | Note]:
     """Yield a Unit per mainline game of a PGN file (plain, .gz, .bz2, .zst) in file order.
 
@@ -338,13 +342,16 @@ def read_pgn(
     after it (position k + 1). With a byte range, yields exactly the games
     that start in ``[start, end)`` of the plain file; `split_ranges` gives
     ranges that tile the file. `fast` (default `FAST`): try the numba decoder
-    before python-chess; the output is the same either way.
+    before python-chess; the output is the same either way. `filters`: games whose
+    tags fail them are Skips (``filtered_*``), decided before their moves are read.
     """
     _check_args(path, start, end)
-    return _read_pgn(os.fspath(path), start, end, FAST if fast is None else fast)
+    return _read_pgn(os.fspath(path), start, end, FAST if fast is None else fast, filters)
 
 
-def _read_pgn(path: str, start: int, end: int | None, fast: bool) -> Iterator[Unit | Skip | Note]:
+def _read_pgn(
+    path: str, start: int, end: int | None, fast: bool, filters: PgnFilters | None = None
+) -> Iterator[Unit | Skip | Note]:
     with _open(path) as f:
         if start:
             first = _game_start_at_or_after(f, start)
@@ -364,7 +371,7 @@ def _read_pgn(path: str, start: int, end: int | None, fast: bool) -> Iterator[Un
                 if _is_tag_line(line):
                     if not prev_tag:
                         if game_line:
-                            yield from _pgn_unit(path, game_line, tags, movetext, False, fast)
+                            yield from _pgn_unit(path, game_line, tags, movetext, False, fast, filters)
                         if end is not None and offset >= end:
                             _mark_line(f, offset, lineno)  # where the next range starts
                             return
@@ -383,18 +390,18 @@ def _read_pgn(path: str, start: int, end: int | None, fast: bool) -> Iterator[Un
                     continue  # escape line, or a comment line outside movetext
                 if not game_line or blank:  # movetext without tags: a game of its own
                     if game_line:
-                        yield from _pgn_unit(path, game_line, tags, movetext, False, fast)
+                        yield from _pgn_unit(path, game_line, tags, movetext, False, fast, filters)
                     game_line, tags, movetext = lineno, [], []
                     blank = False
                 movetext.append(line)
                 in_comment = _comment_open_after(line, in_comment)
         except _Truncated as exc:
             if game_line:
-                yield from _pgn_unit(path, game_line, tags, movetext, True, fast)
+                yield from _pgn_unit(path, game_line, tags, movetext, True, fast, filters)
             yield exc.skip(path)
             return
         if game_line:
-            yield from _pgn_unit(path, game_line, tags, movetext, True, fast)
+            yield from _pgn_unit(path, game_line, tags, movetext, True, fast, filters)
         elif empty and not start:
             yield Skip("empty", path, 1, "the file is empty")
 
@@ -423,6 +430,7 @@ def _pgn_unit(
     movetext_lines: list[bytes],
     at_eof: bool,
     fast: bool,
+    filters: PgnFilters | None = None,
 ) -> list[Unit | Skip | Note]:
     """The game at `line`: [Skip], or [Unit] followed by a Note per change made to it."""
     movetext_bytes = b"".join(movetext_lines)
@@ -432,6 +440,10 @@ def _pgn_unit(
     variant = headers.get("Variant")
     if variant is not None and variant.lower() not in _STANDARD_VARIANTS:
         return [Skip("variant", path, line, _clip(f"Variant {variant!r} is not standard chess"))]
+    if filters is not None:
+        failed = _filtered(headers, filters)
+        if failed is not None:
+            return [Skip(failed[0], path, line, _clip(failed[1]))]
     fen = headers.get("FEN")
     if fen is None:
         board = chess.Board()
@@ -484,6 +496,28 @@ def _pgn_unit(
         evals=_parse_evals(comments),
     )  # fmt: skip
     return [unit, *notes]
+
+
+_BASE_TIME_RE = re.compile(r"\s*(\d+)(?:\+\d+)?\s*$")
+
+
+def _filtered(headers: dict[str, str], filters: PgnFilters) -> tuple[str, str] | None:
+    """(reason, detail) of the first of `filters` the game's tags fail, None if none."""
+    if filters.min_rating:
+        for tag in ("WhiteElo", "BlackElo"):
+            value = headers.get(tag, "").strip()
+            if not value.isdigit() or int(value) < filters.min_rating:
+                return ("filtered_rating",
+                        f"{tag} {headers.get(tag)!r} is not at least {filters.min_rating}")
+    if filters.min_base_seconds:
+        control = headers.get("TimeControl", "")
+        base = _BASE_TIME_RE.match(control)
+        if base is None or int(base.group(1)) < filters.min_base_seconds:
+            return ("filtered_time_control", f"TimeControl {headers.get('TimeControl')!r}: "
+                    f"base time not at least {filters.min_base_seconds} s")
+    if filters.skip_abandoned and headers.get("Termination", "").strip() == "Abandoned":
+        return "filtered_termination", "Termination 'Abandoned'"
+    return None
 
 
 def _identity(headers: dict[str, str], fen: str | None, moves: list[int]) -> str:
