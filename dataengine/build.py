@@ -550,8 +550,8 @@ def build(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m dataengine.build",
-        description="Turn PGN games, puzzle CSVs, opening TSVs and FEN/EPD files into "
-        "labelled WebDataset shards.",
+        description="Turn PGN games, puzzle CSVs, opening TSVs, FEN/EPD files and the Lichess "
+        "evaluation database (.jsonl) into labelled WebDataset shards.",
     )
     ap.add_argument("inputs", nargs="+", help="input files or directories")
     ap.add_argument("--out", default="shards", help="output directory (default: shards)")
