@@ -24,6 +24,7 @@ from dataengine.readers import (
     Unit,
     detect_kind,
     read,
+    read_evals,
     read_openings,
     read_pgn,
     read_positions,
@@ -824,7 +825,7 @@ def test_one_registry_of_formats(tmp_path):
     suffixes = [s for f in FORMATS.values() for s in f.suffixes]
     assert len(suffixes) == len(set(suffixes))
     assert {f.read for f in FORMATS.values()} == {read_pgn, read_puzzles, read_openings,
-                                                  read_positions}
+                                                  read_positions, read_evals}
     for fmt in FORMATS.values():  # read() dispatches to the format's own reader
         for suffix in fmt.suffixes:
             path = tmp_path / f"x{suffix}"
