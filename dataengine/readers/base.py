@@ -10,7 +10,7 @@ import csv
 import gzip
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -376,6 +376,30 @@ def _uci_line(moves: list[int]) -> str:
 
 # --------------------------------------------------------------------------
 # Line-based files: puzzles (CSV), openings (TSV), FEN/EPD.
+
+
+def _line_units(
+    path: str, start: int, end: int | None, parse: Callable[[str, int, str], Unit | Skip],
+    comment: str | None = None,
+) -> Iterator[Unit | Skip]:
+    """``parse(path, line, text)`` of every non-blank line starting in [start, end) of a
+    file of one position per line (lines starting with `comment` ignored); undecodable
+    lines, a cut-off stream and an empty file are Skips."""
+    empty = True
+    try:
+        for line, raw in _line_records(path, start, end, header=False):
+            empty = False
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                yield Skip("bad_encoding", path, line, _encoding_detail(exc))
+                continue
+            if text and not (comment and text.startswith(comment)):
+                yield parse(path, line, text)
+    except _Truncated as exc:
+        yield exc.skip(path)
+    if empty and not start and (end is None or end > 0):
+        yield Skip("empty", path, 1, "the file is empty")
 
 
 def _line_records(

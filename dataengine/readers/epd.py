@@ -15,11 +15,9 @@ from dataengine.readers.base import (
     _check_args,
     _clip,
     _Columns,
-    _encoding_detail,
-    _line_records,
+    _line_units,
     _make_unit,
     _pack,
-    _Truncated,
 )
 
 _COUNTERS_RE = re.compile(r"(\d+)(?:\s+(\d+))?(?:\s+|$)")
@@ -37,22 +35,7 @@ def read_positions(path: str, start: int = 0, end: int | None = None) -> Iterato
 
 
 def _read_positions(path: str, start: int, end: int | None) -> Iterator[Unit | Skip]:
-    records = _line_records(path, start, end, header=False)
-    empty = True
-    try:
-        for line, raw in records:
-            empty = False
-            try:
-                text = raw.decode("utf-8").strip()
-            except UnicodeDecodeError as exc:
-                yield Skip("bad_encoding", path, line, _encoding_detail(exc))
-                continue
-            if text and not text.startswith("#"):
-                yield _position_unit(path, line, text)
-    except _Truncated as exc:
-        yield exc.skip(path)
-    if empty and not start and (end is None or end > 0):
-        yield Skip("empty", path, 1, "the file is empty")
+    return _line_units(path, start, end, _position_unit, comment="#")
 
 
 def _position_unit(path: str, line: int, text: str) -> Unit | Skip:

@@ -26,11 +26,9 @@ from dataengine.readers.base import (
     _check_args,
     _clip,
     _Columns,
-    _encoding_detail,
-    _line_records,
+    _line_units,
     _make_unit,
     _pack,
-    _Truncated,
 )
 
 
@@ -41,22 +39,7 @@ def read_evals(path: str, start: int = 0, end: int | None = None) -> Iterator[Un
 
 
 def _read_evals(path: str, start: int, end: int | None) -> Iterator[Unit | Skip]:
-    records = _line_records(path, start, end, header=False)
-    empty = True
-    try:
-        for line, raw in records:
-            empty = False
-            try:
-                text = raw.decode("utf-8").strip()
-            except UnicodeDecodeError as exc:
-                yield Skip("bad_encoding", path, line, _encoding_detail(exc))
-                continue
-            if text:
-                yield _eval_unit(path, line, text)
-    except _Truncated as exc:
-        yield exc.skip(path)
-    if empty and not start and (end is None or end > 0):
-        yield Skip("empty", path, 1, "the file is empty")
+    return _line_units(path, start, end, _eval_unit)
 
 
 def _is_int(value: object) -> bool:
