@@ -29,8 +29,8 @@ import chess
 
 from dataengine.fileio import atomic_write
 from dataengine.progress import progress
-from dataengine.teacher import TeacherError, find_stockfish, open_engine
-from dataengine.teacher.engine import Analysis, Engines
+from dataengine.teacher import TeacherError, find_stockfish
+from dataengine.teacher.engine import Analysis, analyse_all
 
 #: The strong side's pieces besides its king; one set is drawn per position.
 MATERIAL = (
@@ -119,18 +119,9 @@ def traps(out: str | Path, *, positions: int = 20000, seed: int = 0, nodes: int 
         if board is not None:
             boards.setdefault(board.epd(), (f"trap s{seed} {n}", board))
     t_draw = time.perf_counter() - t0
-    engines = Engines(engine_path, nodes, TIMEOUT_S, workers, probe=open_engine(engine_path))
-    answers: dict[str, Analysis] = {}
-    failed: dict[str, str] = {}
-    try:
-        with progress(total=len(boards), desc="stockfish", unit="pos", disable=quiet,
-                      dynamic_ncols=True) as bar:
-            for done, bad, _, _ in engines.run([(k, b.fen()) for k, (_, b) in boards.items()]):
-                answers.update(done)
-                failed.update(bad)
-                bar.update(len(done) + len(bad))
-    finally:
-        engines.close()
+    answers, failed = analyse_all([(k, b.fen()) for k, (_, b) in boards.items()],
+                                  engine_path, nodes, workers, timeout_s=TIMEOUT_S,
+                                  quiet=quiet)
     lines = [epd_line(board, answers[key], gid) for key, (gid, board) in boards.items()
              if key in answers]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,9 +42,8 @@ from pathlib import Path
 import chess
 
 from dataengine.fileio import atomic_write
-from dataengine.progress import progress
-from dataengine.teacher import TeacherError, find_stockfish, open_engine
-from dataengine.teacher.engine import Analysis, Engines
+from dataengine.teacher import TeacherError, find_stockfish
+from dataengine.teacher.engine import Analysis, analyse_all
 from train.evaluation.match import GameRecord, play_match, read_openings, schedule, summarize
 from train.evaluation.players import (
     EvalError,
@@ -117,19 +116,8 @@ def play(net: Player, opponents: list[str], book: list, games: int, seed: int,
 def label(positions: list[NetPosition], engine: str, nodes: int, workers: int,
           quiet: bool) -> tuple[dict[str, Analysis], dict[str, str]]:
     """Stockfish's answers by position key, and the reasons of positions without one."""
-    engines = Engines(engine, nodes, TIMEOUT_S, workers, probe=open_engine(engine))
-    answers: dict[str, Analysis] = {}
-    failed: dict[str, str] = {}
-    try:
-        with progress(total=len(positions), desc="stockfish", unit="pos", disable=quiet,
-                      dynamic_ncols=True) as bar:
-            for done, bad, _, _ in engines.run([(p.epd, p.fen) for p in positions]):
-                answers.update(done)
-                failed.update(bad)
-                bar.update(len(done) + len(bad))
-    finally:
-        engines.close()
-    return answers, failed
+    return analyse_all([(p.epd, p.fen) for p in positions], engine, nodes, workers,
+                       timeout_s=TIMEOUT_S, quiet=quiet)
 
 
 def write_epd(out: Path, played: dict[str, list[GameRecord]], seed: int,

@@ -30,6 +30,8 @@ from multiprocessing import get_context
 import chess
 import chess.engine
 
+from dataengine.progress import progress
+
 ENGINE_OPTIONS = {"Threads": 1, "Hash": 4}
 """One thread makes a node-limited search deterministic. A 4 MB hash because `ucinewgame`
 clears it (and the history tables) before every position: the bare command then costs
@@ -264,3 +266,23 @@ class Engines:
             self.local.close()
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def analyse_all(items: list[tuple[str, str]], path: str, nodes: int, workers: int, *,
+                timeout_s: float = 60.0, quiet: bool = False
+                ) -> tuple[dict[str, Analysis], dict[str, str]]:
+    """Stockfish's answer to every (key, FEN) of `items` on `workers` engines, with a
+    progress bar: the answers by key, and the reasons of the keys without one."""
+    engines = Engines(path, nodes, timeout_s, workers, probe=open_engine(path))
+    answers: dict[str, Analysis] = {}
+    failed: dict[str, str] = {}
+    try:
+        with progress(total=len(items), desc="stockfish", unit="pos", disable=quiet,
+                      dynamic_ncols=True) as bar:
+            for done, bad, _, _ in engines.run(items):
+                answers.update(done)
+                failed.update(bad)
+                bar.update(len(done) + len(bad))
+    finally:
+        engines.close()
+    return answers, failed
