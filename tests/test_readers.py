@@ -941,3 +941,51 @@ def test_chess960_games_are_skipped_as_variant(tmp_path, variant):
     assert [(s.reason, s.line) for s in skips] == [("variant", 1)]
     assert variant in skips[0].detail
     assert len(units) == 1 and units[0].line == 9 and units[0].ply == [0, 1, 2]
+
+
+EPD_EDGE_CASES = [
+    'bm e4; id "a";', "bm e4", "bm e4;;", 'id "semi;colon"; bm e4', 'id "esc \\" \\n q"',
+    "hmvc 7; fmvn 30; bm Nf3", "hmvc -1; bm e4", "fmvn -3", "hmvc 2.5", 'hmvc "x"', "hmvc;",
+    "fmvn 0", "bm Ke3", "bm e5", "bm", "bm e4 d4", "ce +31", "ce 1e2", "ce nan", "dm 0",
+    "pv e4 e5 Nf3", "pv e4 e4", "1bad 3", "- ; bm e4", "c0 \"x\"; c1 nope", 'id "open',
+    "am Qxf7", "bm O-O", "bm 0000", "bm e2e4", "hmvc 99999999999999999999",
+]
+
+
+def _set_epd_path(placement: str, operations: str):
+    """The public python-chess path that epd_operations stands for."""
+    board = chess.Board(None)
+    try:
+        ops = board.set_epd(f"{placement} {operations}")
+    except ValueError as exc:
+        return type(exc), str(exc)
+    return ops, board.halfmove_clock if "hmvc" in ops else None
+
+
+def _fast_path(placement: str, operations: str):
+    from dataengine.readers.epd import epd_operations
+
+    board = chess.Board(f"{placement} 0 1")
+    before = board.fen()
+    try:
+        ops = epd_operations(board, placement, operations)
+    except ValueError as exc:
+        return type(exc), str(exc)
+    assert board.fen() == before  # the operations never move the caller's board
+    return ops, int(ops["hmvc"]) if "hmvc" in ops else None
+
+
+def test_epd_operations_are_what_set_epd_gives_on_every_line(tmp_path):
+    placements = ["rnbqkbnr/pppppppp/8/8/8/8/PPPPPPPP/RNBQKBNR w KQkq -",
+                  "r3k2r/8/8/8/8/8/8/R3K2R w KQkq -", "4k3/8/8/3pP3/8/8/8/4K3 w - d6"]
+    cases = [(p, ops) for p in placements for ops in EPD_EDGE_CASES]
+    sample = naive.SAMPLE
+    for path in sorted(sample.glob("*.epd")):  # every line of the sample EPD files
+        for text in path.read_text().splitlines():
+            if text and not text.startswith("#"):
+                parts = text.split(None, 4)
+                cases.append((" ".join(parts[:4]), parts[4] if len(parts) > 4 else ""))
+    assert len(cases) > 20000
+    for placement, operations in cases:
+        assert _fast_path(placement, operations) == _set_epd_path(placement, operations), \
+            (placement, operations)
