@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from dataengine import manifest as manifests
-from dataengine import readers, schema
+from dataengine import readers, schema, spill
 from dataengine.buckets import assign_buckets
 from dataengine.config import BuildConfig, ConfigError, PgnFilters, load_build_config, to_dict
 from dataengine.fileio import atomic_write, sha256_file, tar_bytes
@@ -376,18 +376,29 @@ def val_threshold(game_ids: np.ndarray, cfg: BuildConfig) -> int:
     raised (whole buckets at a time, so whole games) until the split holds at least
     ``val_min_positions`` of the records, but never more than ``val_max_fraction`` of them.
     ``game_ids``: the game id of every record that is kept."""
+    return val_threshold_of_counts(game_bucket_counts(game_ids), cfg)
+
+
+def game_bucket_counts(game_ids: np.ndarray) -> np.ndarray:
+    """Records per game-id bucket (``game_id % VAL_BUCKETS``)."""
+    return np.bincount((game_ids % np.uint64(VAL_BUCKETS)).astype(np.int64),
+                       minlength=VAL_BUCKETS)
+
+
+def val_threshold_of_counts(per_bucket: np.ndarray, cfg: BuildConfig) -> int:
+    """`val_threshold` from the kept records per game-id bucket (summed part by part, so
+    no list of every game id is needed)."""
     base = round(cfg.val_fraction * VAL_BUCKETS)
-    if cfg.val_fraction == 0 or len(game_ids) == 0:
+    records = int(per_bucket.sum())
+    if cfg.val_fraction == 0 or records == 0:
         return base
-    per_bucket = np.bincount((game_ids % np.uint64(VAL_BUCKETS)).astype(np.int64),
-                             minlength=VAL_BUCKETS)
     below = np.concatenate([[0], np.cumsum(per_bucket)])  # below[t]: records under t
-    want = min(cfg.val_min_positions, int(cfg.val_max_fraction * len(game_ids)))
+    want = min(cfg.val_min_positions, int(cfg.val_max_fraction * records))
     if below[base] >= want:
         return base
     # the smallest threshold with `want` records below it, unless that passes the cap
     t = int(np.searchsorted(below, want, side="left"))
-    while t > base and below[t] > cfg.val_max_fraction * len(game_ids):
+    while t > base and below[t] > cfg.val_max_fraction * records:
         t -= 1
     return max(base, t)
 
@@ -395,8 +406,6 @@ def val_threshold(game_ids: np.ndarray, cfg: BuildConfig) -> int:
 def merge(
     files: list[InputFile], tasks: list[Task], out: Path, cfg: BuildConfig, quiet: bool
 ) -> manifests.Manifest:
-    from dataengine.records import repeat_keep_mask
-
     work = out / WORK
     ordered = sorted(tasks, key=lambda t: t.order)
 
@@ -404,16 +413,18 @@ def merge(
         part = part_paths(work, task.key)[0]
         return schema.decode_block(part.read_bytes(), str(part))
 
-    # pass 1: which records survive the repeat cap (needs every key, in input order)
-    keys = [np.fromfile(part_paths(work, t.key)[2], dtype="<u8") for t in ordered]
-    sizes = [len(k) for k in keys]
-    keep = repeat_keep_mask(np.concatenate(keys) if keys else np.zeros(0, np.uint64),
-                            cfg.max_repeats)
-    del keys
-    games = [np.fromfile(part_paths(work, t.key)[3], dtype="<u8") for t in ordered]
-    threshold = val_threshold(np.concatenate(games)[keep] if games else np.zeros(0, np.uint64),
-                              cfg)
-    del games
+    # pass 1: which records survive the repeat cap (every key, in input order, on disk:
+    # dataengine.spill), and the validation threshold from the kept records' game ids
+    key_files = [part_paths(work, t.key)[2] for t in ordered]
+    sizes = [f.stat().st_size // 8 for f in key_files]
+    keep = spill.keep_mask(key_files, cfg.max_repeats, work)
+    per_bucket = np.zeros(VAL_BUCKETS, dtype=np.int64)
+    offset = 0
+    for task, size in zip(ordered, sizes, strict=True):
+        games = np.fromfile(part_paths(work, task.key)[3], dtype="<u8", count=size)
+        per_bucket += game_bucket_counts(games[keep[offset : offset + size]])
+        offset += size
+    threshold = val_threshold_of_counts(per_bucket, cfg)
 
     # pass 2: buckets, split, blocks, shards
     for split in schema.SPLITS:  # stale shards of an earlier build must not linger
@@ -432,7 +443,7 @@ def merge(
         per_file[task.file_id]["positions"] += size
         per_file[task.file_id]["skipped"] += sum(not s[4] for s in file_skips)
         per_file[task.file_id]["notes"] += sum(s[4] for s in file_skips)
-        block = schema.take(block, keep[offset : offset + size])
+        block = schema.take(block, np.asarray(keep[offset : offset + size]))
         offset += size
         block["bucket"] = assign_buckets(block, cfg.buckets)
         is_val = (block["game_id"] % np.uint64(VAL_BUCKETS)) < np.uint64(threshold)
