@@ -30,7 +30,7 @@ import chess
 from dataengine.fileio import atomic_write
 from dataengine.progress import progress
 from dataengine.teacher import TeacherError, find_stockfish
-from dataengine.teacher.engine import Analysis, analyse_all
+from dataengine.teacher.engine import analyse_all, answer_epd
 
 #: The strong side's pieces besides its king; one set is drawn per position.
 MATERIAL = (
@@ -95,12 +95,6 @@ def trap(seed: int, n: int, tries: int = 1000) -> chess.Board | None:
     return None
 
 
-def epd_line(board: chess.Board, answer: Analysis, gid: str) -> str:
-    value = {"dm": answer.mate} if answer.mate else {"ce": answer.cp}
-    return board.epd(bm=chess.Move.from_uci(answer.move), **value, hmvc=board.halfmove_clock,
-                     fmvn=board.fullmove_number, id=gid)
-
-
 def traps(out: str | Path, *, positions: int = 20000, seed: int = 0, nodes: int = 1000,
           workers: int = 2, engine: str | None = None, quiet: bool = False) -> dict:
     """Draw, label and write `positions` traps; returns counts and seconds."""
@@ -122,7 +116,7 @@ def traps(out: str | Path, *, positions: int = 20000, seed: int = 0, nodes: int 
     answers, failed = analyse_all([(k, b.fen()) for k, (_, b) in boards.items()],
                                   engine_path, nodes, workers, timeout_s=TIMEOUT_S,
                                   quiet=quiet)
-    lines = [epd_line(board, answers[key], gid) for key, (gid, board) in boards.items()
+    lines = [answer_epd(board, answers[key], gid) for key, (gid, board) in boards.items()
              if key in answers]
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, ("\n".join(lines) + "\n").encode())

@@ -43,7 +43,7 @@ import chess
 
 from dataengine.fileio import atomic_write
 from dataengine.teacher import TeacherError, find_stockfish
-from dataengine.teacher.engine import Analysis, analyse_all
+from dataengine.teacher.engine import Analysis, analyse_all, answer_epd
 from train.evaluation.match import GameRecord, play_match, read_openings, schedule, summarize
 from train.evaluation.players import (
     EvalError,
@@ -96,10 +96,7 @@ def net_positions(record: GameRecord, gid: str) -> list[NetPosition]:
 
 def epd_line(position: NetPosition, answer: Analysis) -> str:
     """The EPD line of `position` with Stockfish's answer."""
-    board = chess.Board(position.fen)
-    value = {"dm": answer.mate} if answer.mate else {"ce": answer.cp}
-    return board.epd(bm=chess.Move.from_uci(answer.move), **value, hmvc=position.halfmove,
-                     fmvn=position.fullmove, id=position.game_id)
+    return answer_epd(chess.Board(position.fen), answer, position.game_id)
 
 
 def play(net: Player, opponents: list[str], book: list, games: int, seed: int,

@@ -286,3 +286,11 @@ def analyse_all(items: list[tuple[str, str]], path: str, nodes: int, workers: in
     finally:
         engines.close()
     return answers, failed
+
+
+def answer_epd(board: chess.Board, answer: Analysis, id_: str) -> str:
+    """`board` as an EPD line with Stockfish's answer: ``bm``, ``dm`` (a mate) or ``ce``,
+    the board's ``hmvc``/``fmvn`` and ``id``."""
+    value = {"dm": answer.mate} if answer.mate else {"ce": answer.cp}
+    return board.epd(bm=chess.Move.from_uci(answer.move), **value, hmvc=board.halfmove_clock,
+                     fmvn=board.fullmove_number, id=id_)
