@@ -4,6 +4,7 @@
         [--multipv-prob 0.15] [--openings FILE.tsv ...] [--workers K] [--seed S]
         [--max-plies 500] [--engine PATH]
     python -m dataengine.selfplay --opponent random --games N --out conversions.epd ...
+        [--starts FILE.epd ...]
 
 Game i (0-based, ``Round`` i + 1) starts from a line of the opening book (TSV with
 columns ``eco``, ``name``, ``pgn``) chosen with ``random.Random(seed + i)``; then
@@ -24,7 +25,11 @@ position where Stockfish is to move and plays its best line (MultiPV draws are p
 but not written), ``bm`` the move, ``ce`` (or ``dm``, mate in n) its score from the side
 to move's view, ``hmvc``/``fmvn`` the counters and ``id "<White> vs <Black> r<round>"``
 (one id per game: the build's split keeps a game's positions together); then a line
-``# round <i+1> <White> vs <Black>: <termination> <result>`` ends the game.
+``# round <i+1> <White> vs <Black>: <termination> <result>`` ends the game. With
+``--starts FILE.epd ...`` conversion games start from those positions instead of the
+book (game i from position i modulo their number; Stockfish plays the side to move
+there): e.g. from ``python -m dataengine.traps`` endgames, to show how a won ending
+is played out to mate against a king that moves at random.
 
 A game is a pure function of (seed, i, nodes, multipv-prob, max-plies, opponent, book,
 engine):
@@ -79,6 +84,15 @@ class Opening:
     name: str
     moves: tuple[str, ...]
     """UCI moves from the start position."""
+    fen: str | None = None
+    """The position the game starts from (``--starts``); None: the standard one."""
+
+    def board(self) -> chess.Board:
+        """The position after the line."""
+        board = chess.Board(self.fen) if self.fen else chess.Board()
+        for uci in self.moves:
+            board.push(chess.Move.from_uci(uci))
+        return board
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +152,45 @@ def load_openings(paths: list[str | Path]) -> tuple[list[Opening], int]:
     if not openings:
         raise SelfPlayError(f"no usable opening line in {[str(p) for p in paths]}")
     return openings, bad
+
+
+def load_starts(paths: list[str | Path]) -> tuple[list[Opening], int]:
+    """Start positions of EPD files (``--starts``): the first four fields of each line
+    (operations and ``#`` lines ignored), in file order, and the number left out (not a
+    legal position, or the game already over)."""
+    starts, bad = [], 0
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SelfPlayError(f"cannot read start positions {str(path)!r}: "
+                                f"{exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise SelfPlayError(f"start positions {str(path)!r} are not UTF-8: {exc}") from exc
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split()[:4]
+            try:
+                board = chess.Board(" ".join(fields) + " 0 1")
+            except ValueError:
+                bad += 1
+                continue
+            if board.is_valid() and board.outcome() is None:
+                starts.append(Opening("EPD", f"{Path(path).name}:{number}", (), board.fen()))
+            else:
+                bad += 1
+    if not starts:
+        raise SelfPlayError(f"no usable start position in {[str(p) for p in paths]}")
+    return starts, bad
+
+
+def pick_opening(openings: list[Opening], index: int, rng: random.Random) -> Opening:
+    """Game `index`'s line: drawn from the book, or start position `index` (modulo their
+    number) when the book is ``--starts``, so that each is played once before any twice."""
+    if openings[0].fen is not None:
+        return openings[index % len(openings)]
+    return openings[rng.randrange(len(openings))]
 
 
 def format_eval(score: chess.engine.PovScore) -> str:
@@ -206,10 +259,16 @@ class _EngineMoves:
         return info, best
 
 
-def conversion_players(index: int, nodes: int) -> tuple[str, str]:
-    """(White, Black) of conversion game `index`: Stockfish is White in even rounds."""
+def conversion_players(index: int, nodes: int, openings: list[Opening] | None = None
+                       ) -> tuple[str, str]:
+    """(White, Black) of conversion game `index`: Stockfish is White in even rounds, or,
+    from ``--starts`` positions, the side to move in the game's start position."""
     names = (player(nodes), "random")
-    return names if index % 2 == 0 else names[::-1]
+    if openings and openings[0].fen is not None:
+        white_first = openings[index % len(openings)].board().turn == chess.WHITE
+    else:
+        white_first = index % 2 == 0
+    return names if white_first else names[::-1]
 
 
 def play_conversion(engine: chess.engine.SimpleEngine, index: int, openings: list[Opening],
@@ -217,11 +276,9 @@ def play_conversion(engine: chess.engine.SimpleEngine, index: int, openings: lis
     """Conversion game `index` (Stockfish against a random mover) as EPD text: the
     engine's best-line positions, then the ``# round`` line (no trailing newline)."""
     rng = random.Random(cfg.seed + index)
-    opening = openings[rng.randrange(len(openings))]
-    board = chess.Board()
-    for uci in opening.moves:
-        board.push(chess.Move.from_uci(uci))
-    white, black = conversion_players(index, cfg.nodes)
+    opening = pick_opening(openings, index, rng)
+    board = opening.board()
+    white, black = conversion_players(index, cfg.nodes, openings)
     engine_side = chess.WHITE if white != "random" else chess.BLACK
     game_id = f"{white} vs {black} r{index + 1}"
     engine_move = _EngineMoves(engine, cfg, rng)
@@ -337,7 +394,8 @@ _MARKER_RE = re.compile(rb"^# round (\d+) (.*): \S.*$", re.MULTILINE)
 _EPD_ID_RE = re.compile(rb' id "(.*) r(\d+)";$')
 
 
-def conversions_done(path: Path, nodes: int, quiet: bool = True) -> int:
+def conversions_done(path: Path, nodes: int, quiet: bool = True,
+                     openings: list[Opening] | None = None) -> int:
     """Complete conversion games at the start of the EPD `path` (rounds 1..k, each ended
     by its ``# round`` line); the lines of a cut-off last game are removed."""
     if not path.exists():
@@ -360,7 +418,8 @@ def conversions_done(path: Path, nodes: int, quiet: bool = True) -> int:
         raise SelfPlayError(f"{str(path)!r} does not hold rounds 1..{len(markers)} of one run: "
                             "not written by this tool? (use another --out)")
     for m in markers:
-        expected = " vs ".join(conversion_players(int(m.group(1)) - 1, nodes)).encode()
+        expected = " vs ".join(conversion_players(int(m.group(1)) - 1, nodes,
+                                                  openings)).encode()
         if m.group(2) != expected:
             raise SelfPlayError(f"{str(path)!r} holds games played as {m.group(2).decode()!r}, "
                                 f"not {expected.decode()!r}: continue with the same --nodes, "
@@ -370,19 +429,28 @@ def conversions_done(path: Path, nodes: int, quiet: bool = True) -> int:
 
 def selfplay(games: int, out: str | Path, *, cfg: SelfPlayConfig | None = None,
              openings: list[str | Path] | None = None, workers: int | None = None,
-             engine: str | None = None, quiet: bool = False) -> dict:
-    """Append games to `out` until it holds `games`; returns a summary."""
+             engine: str | None = None, quiet: bool = False,
+             starts: list[str | Path] | None = None) -> dict:
+    """Append games to `out` until it holds `games`; returns a summary. With `starts`
+    (EPD files; conversion games only) games start from those positions instead of the
+    book's lines, game i from position i modulo their number, Stockfish the side to move."""
     cfg = cfg or SelfPlayConfig()
     out = Path(out)
     workers = workers or os.cpu_count() or 1
     if games < 0 or workers < 1:
         raise SelfPlayError(f"games must be >= 0 and workers >= 1, got {games!r}, {workers!r}")
-    book, bad = load_openings(openings or [DEFAULT_OPENINGS])
+    if starts and (openings or cfg.opponent != "random"):
+        raise SelfPlayError("start positions (--starts) are for conversion games "
+                            "(--opponent random) and replace the book (--openings)")
+    book, bad = load_starts(starts) if starts else load_openings(openings or [DEFAULT_OPENINGS])
     path = find_stockfish(engine)
     if cfg.opponent == "random" and out.suffix != ".epd":
         raise SelfPlayError(f"conversion games (--opponent random) are EPD: name --out "
                             f"*.epd, not {out.name!r}")
-    start = (conversions_done if cfg.opponent == "random" else games_done)(out, cfg.nodes, quiet)
+    if cfg.opponent == "random":
+        start = conversions_done(out, cfg.nodes, quiet, book)
+    else:
+        start = games_done(out, cfg.nodes, quiet)
     separator = "\n" if cfg.opponent == "random" else "\n\n"
     todo = range(start, max(start, games))
     results: Counter = Counter()
@@ -418,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="probability of a move drawn from MultiPV lines 2-3 (default 0.15)")
     ap.add_argument("--openings", nargs="+", default=None,
                     help=f"opening book TSVs (eco, name, pgn); default {DEFAULT_OPENINGS.name}")
+    ap.add_argument("--starts", nargs="+", default=None, metavar="FILE.epd",
+                    help="with --opponent random: start from these positions instead of "
+                         "the book, game i from position i, Stockfish the side to move")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="engine processes (default: all cores)")
     ap.add_argument("--seed", type=int, default=0, help="game i uses seed + i (default 0)")
@@ -435,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SelfPlayConfig(nodes=args.nodes, multipv_prob=args.multipv_prob,
                              max_plies=args.max_plies, seed=args.seed, opponent=args.opponent)
         summary = selfplay(args.games, args.out, cfg=cfg, openings=args.openings,
-                           workers=args.workers, engine=args.engine, quiet=args.quiet)
+                           workers=args.workers, engine=args.engine, quiet=args.quiet,
+                           starts=args.starts)
     except (SelfPlayError, TeacherError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -445,10 +517,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if not args.quiet:
         s = summary
+        lines = "start positions" if args.starts else "opening lines"
         rate = f" ({s['games_per_s']:.2f} games/s)" if s["games_per_s"] else ""
         print(f"{args.out}: {s['games']} games ({s['played']} played now{rate} in "
               f"{s['seconds']:.1f} s, {s['already_there']} already there); results "
-              f"{s['results']}; {s['openings']} opening lines ({s['bad_openings']} unusable)")
+              f"{s['results']}; {s['openings']} {lines} ({s['bad_openings']} unusable)")
     return 0
 
 

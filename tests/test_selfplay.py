@@ -269,3 +269,53 @@ def test_conversion_errors_are_clear(tmp_path, capsys):
     assert main(["--games", "2", "--opponent", "random", "--out", str(mine), "--nodes", "300",
                  "--engine", engine]) == 2
     assert "continue with the same --nodes" in capsys.readouterr().err
+
+
+STARTS = [
+    "8/8/8/4k3/8/8/Q7/1K6 w - - bm Qa5;",     # queen against a bare king, White to play
+    "# a comment line",
+    "8/8/8/3k4/8/8/1QQ5/4K3 w - - 0 1",         # two queens, with the counters
+    "r6k/8/8/8/8/8/8/6K1 b - -",                # rook against a bare king, Black to play
+    "k7/2Q5/1K6/8/8/8/8/8 b - -",               # stalemate already: the game is over
+    "6k1/8/8/8/8/8/8/K7 w - -",                 # two bare kings: insufficient material
+    "8/8/8/8/8/8/8/8 w - -",                    # no kings: not a legal position
+]
+
+
+def test_conversion_games_from_start_positions(tmp_path, capsys):
+    stockfish_or_skip()
+    starts = tmp_path / "starts.epd"
+    starts.write_text("\n".join(STARTS) + "\n")
+    book, bad = selfplay.load_starts([starts])
+    usable = [" ".join(STARTS[i].split()[:4]) for i in (0, 2, 3)]
+    assert [b.board().epd() for b in book] == usable and bad == 3
+    out = tmp_path / "from_starts.epd"
+    summary = selfplay.selfplay(4, out, cfg=CONV, workers=2, quiet=True, starts=[starts])
+    assert (summary["played"], summary["openings"], summary["bad_openings"]) == (4, 3, 3)
+    games = split_games(out)
+    assert len(games) == 4
+    for i, (lines, marker) in enumerate(games):
+        start = chess.Board(usable[i % 3] + " 0 1")  # position i modulo their number
+        engine_white = start.turn == chess.WHITE  # the engine is the side to move
+        white, black = selfplay.conversion_players(i, NODES, book)
+        assert (white != "random") == engine_white
+        assert marker.startswith(f"# round {i + 1} {white} vs {black}: ")
+        assert lines[0].split()[:4] == usable[i % 3].split()  # the first position is the start
+        for line in lines:
+            assert chess.Board(line.split(" bm ")[0]).turn == engine_white
+    # the same games with one worker, and a rerun continues from the start positions
+    one = tmp_path / "one.epd"
+    selfplay.selfplay(2, one, cfg=CONV, workers=1, quiet=True, starts=[starts])
+    again = selfplay.selfplay(4, one, cfg=CONV, workers=1, quiet=True, starts=[starts])
+    assert again["already_there"] == 2 and one.read_text() == out.read_text()
+    # starts are for conversion games only, and replace the book
+    with pytest.raises(selfplay.SelfPlayError, match="--starts"):
+        selfplay.selfplay(1, tmp_path / "x.pgn", cfg=CFG, quiet=True, starts=[starts])
+    with pytest.raises(selfplay.SelfPlayError, match="--starts"):
+        selfplay.selfplay(1, out, cfg=CONV, quiet=True, starts=[starts],
+                          openings=[selfplay.DEFAULT_OPENINGS])
+    empty = tmp_path / "empty.epd"
+    empty.write_text("# nothing\n")
+    assert main(["--games", "1", "--opponent", "random", "--out", str(out),
+                 "--starts", str(empty)]) == 2
+    assert "no usable start position" in capsys.readouterr().err
