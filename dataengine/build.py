@@ -329,30 +329,96 @@ class ShardWriter:
         self.member_buckets, self.member_teacher = Counter(), Counter()
 
 
-def write_val_zarr(path: Path, block: schema.Block) -> None:
-    """The validation split as one zarr store (large chunks: zarr 3 is slow with small ones)."""
-    import zarr
+VAL_CHUNK = 1 << 16
+"""Records per zarr chunk of the validation store (large chunks: zarr 3 is slow with
+small ones)."""
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    root = zarr.open_group(str(tmp), mode="w")
-    n = schema.block_len(block)
-    table, themes_id = np.unique(np.asarray(block["themes"], dtype=str), return_inverse=True)
-    root.attrs.update({
-        "format_version": schema.FORMAT_VERSION,
-        "label_spec_version": schema.LABEL_SPEC_VERSION,
-        "records": n,
-        "themes": [str(t) for t in table],
-        "columns": {c.name: c.doc for c in schema.COLUMNS},
-    })
-    for c in schema.COLUMNS:
-        data = themes_id.astype(c.dtype) if c.name == "themes_id" else block[c.name]
-        chunks = (max(1, min(n, 1 << 16)), *c.shape)
-        arr = root.create_array(c.name, shape=data.shape, dtype=data.dtype, chunks=chunks)
-        if n:
-            arr[...] = data
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+
+class ValZarrWriter:
+    """The validation split written into one zarr store as it comes, a chunk at a time,
+    so that memory holds at most one chunk of records however large the split is.
+
+    `n`, the number of records in all, is known before the first one (the merge counts
+    them in its first pass). ``themes_id`` indexes the sorted table of the split's
+    distinct theme strings (the store's ``themes`` attribute): records are first written
+    with ids in the order their strings were first seen, renumbered chunk by chunk at
+    `close`. The store is built under a temporary name and renamed into place at
+    `close`; it is the same, byte for byte, whether the records come in one block or many.
+    """
+
+    def __init__(self, path: Path, n: int, chunk: int = VAL_CHUNK) -> None:
+        import zarr
+
+        self.path, self.n = Path(path), int(n)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.root = zarr.open_group(str(self.tmp), mode="w")
+        self.rows = max(1, min(self.n, chunk))
+        self.arrays = {c.name: self.root.create_array(c.name, shape=(self.n, *c.shape),
+                                                      dtype=c.dtype, chunks=(self.rows, *c.shape))
+                       for c in schema.COLUMNS}
+        self.first_seen: dict[str, int] = {}
+        self.pending: list[schema.Block] = []
+        self.pending_n = self.written = 0
+
+    def add(self, block: schema.Block) -> None:
+        m = schema.block_len(block)
+        if not m:
+            return
+        if self.written + self.pending_n + m > self.n:
+            raise ValueError(f"{self.path}: more than the {self.n} records announced")
+        strings, inverse = np.unique(np.asarray(block["themes"], dtype=str), return_inverse=True)
+        ids = np.asarray([self.first_seen.setdefault(str(t), len(self.first_seen))
+                          for t in strings], dtype=np.int64)
+        if len(self.first_seen) > 0xFFFF:
+            raise ValueError(f"{self.path}: the validation split has more than 65535 distinct "
+                             "theme strings (themes_id is 16-bit)")
+        columns = {c.name: block[c.name] for c in schema.COLUMNS if c.name != "themes_id"}
+        columns["themes_id"] = ids[inverse].astype("<u2")
+        self.pending.append(columns)
+        self.pending_n += m
+        if self.pending_n >= self.rows:
+            self._flush(whole_chunks=True)
+
+    def _flush(self, whole_chunks: bool) -> None:
+        if not self.pending_n:
+            return
+        data = {k: np.concatenate([b[k] for b in self.pending]) for k in self.pending[0]}
+        count = self.pending_n - self.pending_n % self.rows if whole_chunks else self.pending_n
+        for name, arr in self.arrays.items():
+            arr[self.written : self.written + count] = data[name][:count]
+        self.written += count
+        rest = {k: v[count:] for k, v in data.items()}
+        self.pending_n -= count
+        self.pending = [rest] if self.pending_n else []
+
+    def close(self) -> None:
+        self._flush(whole_chunks=False)
+        if self.written != self.n:
+            raise ValueError(f"{self.path}: {self.written} records written, {self.n} announced")
+        order = sorted(self.first_seen, key=str)  # np.unique's order: code points
+        table = np.asarray(order, dtype=str)
+        renumber = np.zeros(max(1, len(order)), dtype="<u2")
+        renumber[[self.first_seen[t] for t in order]] = np.arange(len(order), dtype="<u2")
+        ids = self.arrays["themes_id"]
+        for i in range(0, self.n, self.rows):
+            ids[i : i + self.rows] = renumber[ids[i : i + self.rows]]
+        self.root.attrs.update({
+            "format_version": schema.FORMAT_VERSION,
+            "label_spec_version": schema.LABEL_SPEC_VERSION,
+            "records": self.n,
+            "themes": [str(t) for t in table],
+            "columns": {c.name: c.doc for c in schema.COLUMNS},
+        })
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.replace(self.tmp, self.path)
+
+
+def write_val_zarr(path: Path, block: schema.Block) -> None:
+    """The validation split, given as one block, as one zarr store (`ValZarrWriter`)."""
+    writer = ValZarrWriter(path, schema.block_len(block))
+    writer.add(block)
+    writer.close()
 
 
 def read_val_zarr(path: str | Path, indices: np.ndarray | None = None) -> schema.Block:
@@ -432,7 +498,7 @@ def merge(
             old.unlink()
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
     writers = {s: ShardWriter(out, s, cfg, pool) for s in schema.SPLITS}
-    val_blocks: list[schema.Block] = []
+    val_zarr = ValZarrWriter(out / VAL_ZARR, int(per_bucket[:threshold].sum()))
     skips: list[list] = []
     per_file = {i: Counter() for i in range(len(files))}
     offset = 0
@@ -450,7 +516,7 @@ def merge(
         writers["train"].add(schema.take(block, ~is_val))
         val = schema.take(block, is_val)
         writers["val"].add(val)
-        val_blocks.append(val)
+        val_zarr.add(val)
 
     splits = {}
     for split, writer in writers.items():
@@ -458,10 +524,7 @@ def merge(
         if split == schema.SPLITS[-1]:
             pool.shutdown()
         splits[split] = manifests.SplitEntry.of(shards)
-    val = schema.concat_blocks(val_blocks) if val_blocks else schema.empty_columns(0)
-    if not val_blocks:
-        val["themes"] = np.asarray([], dtype=str)
-    write_val_zarr(out / VAL_ZARR, val)
+    val_zarr.close()
     splits["val"] = dataclasses.replace(splits["val"], zarr=VAL_ZARR)
 
     skip_counts = Counter(s[0] for s in skips if not s[4])
