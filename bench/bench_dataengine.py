@@ -13,19 +13,40 @@ Rows:
   on 1 and 2 worker processes,
 - the build/parse ratios: against python-chess parsing (the issue's target: <= 1.3x) and
   against our own reader alone (what labelling, encoding and compression add),
-- bytes per record all-in (target <= 24, aim 16).
+- bytes per record all-in (target <= 24, aim 16),
+- each row's rate against the labelers alone (`labelers.label_boards`, one thread, on
+  the same positions), and the hours a build of 100 M games (~7 G positions, a month
+  of Lichess) would take on one 16-core machine at the 1-worker rate scaled by the
+  2-worker speed-up per worker,
+- peak RSS of a build (`python -m dataengine.build --workers 1` in a child process:
+  the sum over its process tree, sampled with psutil every 20 ms) on 1x, 4x and 16x
+  inputs of random legal games (``--memory-games`` each, 120 plies at most, seeded,
+  cached under $TMPDIR/chess-ssl-bench-games), so that every position is new and the
+  repeat cap and the merge see 16x the keys: the row must stay flat.
 Numba kernels are warmed up (compiled or loaded from cache) before anything is timed.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import random
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import chess.pgn
+import numpy as np
+import psutil
+from bench_labelers import boards_from_pgn
 from common import REPO
+
+import labelers
+from dataengine.fileio import atomic_write
 
 from dataengine import readers
 from dataengine.build import build
@@ -109,8 +130,92 @@ def time_build(path: Path, workers: int) -> tuple[int, float, float, float]:
     return manifest["positions_read"], dt, dc, manifest["bytes_per_record"]
 
 
+def time_labelers(path: Path) -> tuple[int, float, float]:
+    """The labelers alone, one thread, on the positions of `path` (best of 3)."""
+    planes = np.stack([labelers.planes_from_board(b) for b in boards_from_pgn(path)])
+    labelers.label_boards(planes[:8], parallel=False)  # compile or cache load
+    best = None
+    for _ in range(3):
+        t0, c0 = time.perf_counter(), time.process_time()
+        labelers.label_boards(planes, parallel=False)
+        run = (len(planes), time.perf_counter() - t0, time.process_time() - c0)
+        best = run if best is None or run[1] < best[1] else best
+    return best
+
+
+def random_game(seed: str, max_plies: int = 120) -> str:
+    """A random legal game as PGN (uniform over legal moves, seeded by `seed`)."""
+    rng, board, sans = random.Random(seed), chess.Board(), []
+    while len(sans) < max_plies and board.outcome() is None:
+        move = rng.choice(list(board.legal_moves))
+        sans.append(board.san(move))
+        board.push(move)
+    moves = " ".join(f"{i // 2 + 1}. {san}" if i % 2 == 0 else san
+                     for i, san in enumerate(sans))
+    result = board.outcome().result() if board.outcome() else "*"
+    return f'[Event "random {seed}"]\n[Result "{result}"]\n\n{moves} {result}\n\n'
+
+
+def _random_file(args: tuple[Path, int, int]) -> Path:
+    path, index, games = args
+    if not path.exists():
+        atomic_write(path, "".join(random_game(f"{index} {g}") for g in range(games)).encode())
+    return path
+
+
+def random_inputs(files: int, games: int) -> list[Path]:
+    """`files` PGN files of `games` random games each (file i from seed i), made once."""
+    cache = Path(tempfile.gettempdir()) / "chess-ssl-bench-games"
+    cache.mkdir(exist_ok=True)
+    todo = [(cache / f"random_{i}_{games}.pgn", i, games) for i in range(files)]
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(_random_file, todo))
+
+
+def peak_rss_build(inputs: list[Path]) -> tuple[int, float, float]:
+    """(positions read, wall s, peak RSS MiB of the build's process tree)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "dataengine.build", *map(str, inputs), "--out",
+               f"{tmp}/out", "--workers", "1", "--quiet"]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO)
+        root, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree))
+            except psutil.NoSuchProcess:
+                pass
+            time.sleep(0.02)
+        if proc.returncode:
+            raise SystemExit(f"the build failed ({proc.returncode}): {' '.join(cmd)}")
+        dt = time.perf_counter() - t0
+        manifest = json.loads(Path(tmp, "out", "manifest.json").read_text())
+    return manifest["positions_read"], dt, peak / 2**20
+
+
+def memory_table(games: int, factors: tuple[int, ...] = (1, 4, 16)) -> None:
+    files = random_inputs(max(factors), games)
+    print(f"\nPeak RSS of a build (1 worker) on random legal games, {games:,} games per 1x")
+    print(f"{'input':<8} {'games':>8} {'positions':>11} {'wall s':>8} {'peak RSS MiB':>13} "
+          f"{'vs 1x':>7}")
+    peak_rss_build(files[:1])  # warm-up: the child's numba cache, the files in page cache
+    base = None
+    for k in factors:
+        n, dt, mib = peak_rss_build(files[:k])
+        base = base or mib
+        print(f"{f'{k}x':<8} {k * games:>8,} {n:>11,} {dt:>8.1f} {mib:>13,.0f} "
+              f"{mib / base:>6.2f}x")
+
+
 def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else default_pgn()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("pgn", nargs="?", type=Path, default=None,
+                    help="PGN to time (default: the shared 1,500 games, else the sample's 200)")
+    ap.add_argument("--memory-games", type=int, default=1000,
+                    help="random games per 1x input of the peak-RSS table (0: no table)")
+    args = ap.parse_args()
+    path = args.pgn or default_pgn()
     # warm-up: numba compile or cache load, and the file in the page cache
     with tempfile.TemporaryDirectory() as tmp:
         build([str(REPO / "dataengine" / "sample_data" / "openings_a.tsv")], Path(tmp),
@@ -124,6 +229,8 @@ def main() -> None:
     n_fp, t_fp, c_fp, t_fp_decode, fp_ok, fp_games = time_fastpgn(path)
     n_b1, t_b1, c_b1, bpr = time_build(path, 1)
     n_b2, t_b2, _, _ = time_build(path, 2)
+    n_lb, t_lb, c_lb = time_labelers(path)
+    games = sum(1 for line in open(path, "rb") if line.startswith(b"[Event "))
     rows = [
         ("python-chess read_game (mainline)", n_pc, t_pc, c_pc),
         ("dataengine.readers.read_pgn", n_rd, t_rd, c_rd),
@@ -131,11 +238,16 @@ def main() -> None:
         ("fastpgn split + decode_games", n_fp, t_fp, c_fp),
         ("full build, 1 worker", n_b1, t_b1, c_b1),
         ("full build, 2 workers", n_b2, t_b2, float("nan")),
+        ("labelers alone (1 thread)", n_lb, t_lb, c_lb),
     ]
-    print(f"\nData engine on {path.name}")
-    print(f"{'stage':<36} {'positions':>10} {'wall s':>7} {'pos/s':>9} {'CPU s':>7}")
+    label_rate = n_lb / t_lb
+    print(f"\nData engine on {path.name} ({games:,} games, {os.cpu_count()} CPUs, load "
+          f"average {os.getloadavg()[0]:.1f})")
+    print(f"{'stage':<36} {'positions':>10} {'wall s':>7} {'pos/s':>9} {'CPU s':>7} "
+          f"{'/labelers':>9}")
     for name, n, t, c in rows:
-        print(f"{name:<36} {n:>10,} {t:>7.2f} {n / t:>9,.0f} {c:>7.2f}")
+        print(f"{name:<36} {n:>10,} {t:>7.2f} {n / t:>9,.0f} {c:>7.2f} "
+              f"{n / t / label_rate:>9.3f}")
     print(f"{'fastpgn games accepted':<36} {fp_ok:>10,} of {fp_games:,}   (the rest: "
           "python-chess)")
     print(f"{'fastpgn decode_games alone, pos/s':<36} {n_fp / t_fp_decode:>10,.0f}    "
@@ -148,6 +260,14 @@ def main() -> None:
     print(f"{'build / our parse alone, CPU':<36} {c_b1 / c_rd:>10.2f}x   (labelling, encoding, "
           "compression on top)")
     print(f"{'bytes per record, all-in':<36} {bpr:>10.2f}    (target <= 24, aim 16)")
+    rate_1, speedup_2 = n_b1 / t_b1, t_b1 / t_b2
+    print(f"{'full build, 2 workers vs 1':<36} {speedup_2:>10.2f}x   (target >= 1.8x)")
+    print(f"{'full build, 1 worker, pos/s':<36} {rate_1:>10,.0f}    (target >= 300,000)")
+    hours = 7e9 / (16 * rate_1 * speedup_2 / 2) / 3600
+    print(f"{'100 M games (7 G pos), 16 cores, h':<36} {hours:>10.1f}    (1-worker rate x 16 "
+          f"x the 2-worker efficiency {speedup_2 / 2:.2f})")
+    if args.memory_games:
+        memory_table(args.memory_games)
 
 
 if __name__ == "__main__":
