@@ -9,11 +9,14 @@ Stages:
    extensions), hash them, cut plain files into byte ranges at game/row
    boundaries: one task per range.
 2. **parse + label** (parallel over processes): each task reads its range,
-   turns units into record columns and writes one *part* file under
-   ``OUT/.work/parts`` (atomically; a finished part is never redone, which is
-   what makes an interrupted build resumable).
-3. **merge** (one process, deterministic): parts in input order; cap repeats
-   of a position, assign buckets, split train/val by game id, cut into blocks
+   turns units into record columns and writes one *part* under ``OUT/.work``:
+   its records in pieces of about ``PIECE_RECORDS`` (so that no range, not even a
+   whole compressed file, is held in memory at once), their position keys and game
+   ids, the skips (counted, the first ``skip_log_limit`` in full), and last the
+   part's marker (atomically; a finished part is never redone, which is what
+   makes an interrupted build resumable).
+3. **merge** (one process, deterministic): parts in input order, a piece at a
+   time; cap repeats of a position (keys spilled to disk: ``dataengine.spill``), assign buckets, split train/val by game id, cut into blocks
    and shards, write the zarr validation store and the manifest last.
 
 The result depends only on the inputs and the config, never on the number of
@@ -31,6 +34,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -51,7 +55,11 @@ SKIP_LOG = "skipped.log"
 VAL_ZARR = "val.zarr"
 #: Layout of the files a task leaves in the work directory (part_paths); parts of
 #: another layout, left by an older build, are not reused.
-WORK_VERSION = 3
+WORK_VERSION = 4
+#: A task writes its records in pieces of about this many (a piece is one block in
+#: memory, at parse and at merge), so a range of any size, such as a whole compressed
+#: file, is never held at once.
+PIECE_RECORDS = 1 << 18
 #: Validation games are those with ``game_id % VAL_BUCKETS`` under a threshold.
 VAL_BUCKETS = 1_000_000
 WORK = ".work"
@@ -80,6 +88,8 @@ class Task:
     key: str  # the part's file name stem: identifies its content
     limit: int = 0  # read at most this many units (games/rows/lines) of the file; 0: all
     filters: PgnFilters | None = None  # for PGN files
+    piece_records: int = PIECE_RECORDS  # records per piece of the part
+    log_limit: int = 1000  # skips and notes kept in full (the rest only counted)
 
     @property
     def order(self) -> tuple[int, int]:
@@ -137,7 +147,7 @@ def plan(paths: list[str], cfg: BuildConfig) -> tuple[list[InputFile], list[Task
         ranges = [(0, None)] if cfg.limit else readers.split_ranges(path, cfg.chunk_bytes)
         filters = cfg.pgn_filters if kind == "pgn" else None
         # what else decides a part's content: the limit, and the filters of a PGN
-        extra = f"|limit={cfg.limit}" if cfg.limit else ""
+        extra = f"|log={cfg.skip_log_limit}" + (f"|limit={cfg.limit}" if cfg.limit else "")
         if filters is not None:
             extra += "|filters=" + json.dumps(dataclasses.asdict(filters), sort_keys=True)
         for index, (start, end) in enumerate(ranges):
@@ -147,7 +157,7 @@ def plan(paths: list[str], cfg: BuildConfig) -> tuple[list[InputFile], list[Task
                 f"{file_id}|{start}|{end}{extra}".encode()
             ).hexdigest()[:24]
             tasks.append(Task(file_id, index, path, start, end, stop - start, key,
-                              cfg.limit, filters))
+                              cfg.limit, filters, PIECE_RECORDS, cfg.skip_log_limit))
     return files, tasks
 
 
@@ -155,45 +165,81 @@ def plan(paths: list[str], cfg: BuildConfig) -> tuple[list[InputFile], list[Task
 
 
 def part_paths(work: Path, key: str) -> tuple[Path, Path, Path, Path]:
-    """The part (the marker of a finished task), its skips, its position keys, and the
-    game id of each of its records."""
+    """The part (JSON: its number of pieces and records; written last, the marker of a
+    finished task), its skips (counts, and the first ones in full), its position keys,
+    and the game id of each of its records."""
     return (work / f"{key}.part", work / f"{key}.skips.json", work / f"{key}.keys",
             work / f"{key}.games")
 
 
+def piece_path(work: Path, key: str, index: int) -> Path:
+    """Piece `index` of a part: one encoded block of its records, in order."""
+    return work / f"{key}.{index:06d}.piece"
+
+
+def read_pieces(work: Path, key: str) -> Iterator[schema.Block]:
+    """The blocks of a finished part, one at a time."""
+    info = json.loads(part_paths(work, key)[0].read_text())
+    for index in range(info["pieces"]):
+        path = piece_path(work, key, index)
+        yield schema.decode_block(path.read_bytes(), str(path))
+
+
 def run_task(task: Task, work: str, root: str | None = None) -> dict:
-    """Read one range, label it and write its part. Returns the part's summary.
+    """Read one range, label it and write its part, a piece of at most about
+    ``task.piece_records`` records at a time. Returns the part's summary.
 
     `root`: the directory relative input paths are read from (a cluster worker's
     working directory may differ); skips still name the path as given."""
     from dataengine.records import position_keys, units_to_block  # in the worker process
 
-    units, skips = [], []  # skips: [reason, path, line, detail, kept] in file order
+    part, skip_file, keys_file, games_file = part_paths(Path(work), task.key)
+    counts: Counter = Counter()  # (reason, kept) -> skips (kept: a Note, unit kept)
+    first: list[list] = []  # [reason, path, line, detail, kept] in file order, capped
+    units, positions, pieces, records = [], 0, 0, 0
     source = str(Path(root) / task.path) if root else task.path
+    keys_tmp, games_tmp = (p.with_name(f".{p.name}.tmp") for p in (keys_file, games_file))
+
+    def flush() -> None:
+        nonlocal units, positions, pieces, records
+        block = units_to_block(units, task.file_id)
+        keys.write(position_keys(block).astype("<u8").tobytes())
+        games.write(block["game_id"].astype("<u8").tobytes())
+        atomic_write(piece_path(Path(work), task.key, pieces), schema.encode_block(block, level=1))
+        pieces, records = pieces + 1, records + schema.block_len(block)
+        units, positions = [], 0
+
     items = readers.read(source, task.start, task.end, filters=task.filters)
     read = 0  # units and skips (not notes: they belong to the unit before them)
     try:
-        for item in items:
-            if not isinstance(item, readers.Note):
-                if task.limit and read == task.limit:
-                    break  # the rest of the file is not read
-                read += 1
-            if isinstance(item, readers.Unit):
-                units.append(item)
-            else:  # a Skip, or a Note about the unit before it (kept)
-                kept = isinstance(item, readers.Note)
-                skips.append([item.reason, task.path, item.line, item.detail, kept])
+        with open(keys_tmp, "wb") as keys, open(games_tmp, "wb") as games:
+            for item in items:
+                if not isinstance(item, readers.Note):
+                    if task.limit and read == task.limit:
+                        break  # the rest of the file is not read
+                    read += 1
+                if isinstance(item, readers.Unit):
+                    units.append(item)
+                    positions += len(item.turn)
+                    if positions >= task.piece_records:
+                        flush()
+                else:  # a Skip, or a Note about the unit before it (kept)
+                    kept = isinstance(item, readers.Note)
+                    counts[item.reason, kept] += 1
+                    if len(first) < task.log_limit:
+                        first.append([item.reason, task.path, item.line, item.detail, kept])
+            if units or not pieces:
+                flush()
     finally:
         items.close()
-    block = units_to_block(units, task.file_id)
-    part, skip_file, keys_file, games_file = part_paths(Path(work), task.key)
+    os.replace(keys_tmp, keys_file)
+    os.replace(games_tmp, games_file)
+    atomic_write(skip_file, json.dumps(
+        {"counts": [[r, k, c] for (r, k), c in counts.items()], "first": first}).encode())
     # the part file last: it is the marker that the task is complete
-    atomic_write(skip_file, json.dumps(skips).encode())
-    atomic_write(keys_file, position_keys(block).astype("<u8").tobytes())
-    atomic_write(games_file, block["game_id"].astype("<u8").tobytes())
-    atomic_write(part, schema.encode_block(block, level=1))
-    return {"key": task.key, "records": schema.block_len(block),
-            "skipped": sum(not s[4] for s in skips)}
+    atomic_write(part, json.dumps({"pieces": pieces, "records": records}).encode())
+    return {"key": task.key, "records": records,
+            "skipped": sum(c for (_, kept), c in counts.items() if not kept)}
 
 
 def run_on_dask(todo: list[Task], work: Path, scheduler: str, workers: int, advance) -> None:
@@ -475,10 +521,6 @@ def merge(
     work = out / WORK
     ordered = sorted(tasks, key=lambda t: t.order)
 
-    def load(task: Task) -> schema.Block:
-        part = part_paths(work, task.key)[0]
-        return schema.decode_block(part.read_bytes(), str(part))
-
     # pass 1: which records survive the repeat cap (every key, in input order, on disk:
     # dataengine.spill), and the validation threshold from the kept records' game ids
     key_files = [part_paths(work, t.key)[2] for t in ordered]
@@ -487,9 +529,13 @@ def merge(
     per_bucket = np.zeros(VAL_BUCKETS, dtype=np.int64)
     offset = 0
     for task, size in zip(ordered, sizes, strict=True):
-        games = np.fromfile(part_paths(work, task.key)[3], dtype="<u8", count=size)
-        per_bucket += game_bucket_counts(games[keep[offset : offset + size]])
+        games = np.memmap(part_paths(work, task.key)[3], dtype="<u8", mode="r", shape=(size,)) \
+            if size else np.zeros(0, dtype="<u8")
+        for i in range(0, size, PIECE_RECORDS):  # a slice at a time: bounded memory
+            j = min(size, i + PIECE_RECORDS)
+            per_bucket += game_bucket_counts(games[i:j][keep[offset + i : offset + j]])
         offset += size
+        del games
     threshold = val_threshold_of_counts(per_bucket, cfg)
 
     # pass 2: buckets, split, blocks, shards
@@ -499,24 +545,26 @@ def merge(
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
     writers = {s: ShardWriter(out, s, cfg, pool) for s in schema.SPLITS}
     val_zarr = ValZarrWriter(out / VAL_ZARR, int(per_bucket[:threshold].sum()))
-    skips: list[list] = []
+    skip_counts, note_counts, first = Counter(), Counter(), []
     per_file = {i: Counter() for i in range(len(files))}
     offset = 0
     for task, size in zip(progress(ordered, desc="write", disable=quiet), sizes, strict=True):
-        block = load(task)
-        file_skips = json.loads(part_paths(work, task.key)[1].read_text())
-        skips += file_skips
+        task_skips = json.loads(part_paths(work, task.key)[1].read_text())
+        for reason, kept, count in task_skips["counts"]:
+            (note_counts if kept else skip_counts)[reason] += count
+            per_file[task.file_id]["notes" if kept else "skipped"] += count
+        first += task_skips["first"][: max(0, cfg.skip_log_limit - len(first))]
         per_file[task.file_id]["positions"] += size
-        per_file[task.file_id]["skipped"] += sum(not s[4] for s in file_skips)
-        per_file[task.file_id]["notes"] += sum(s[4] for s in file_skips)
-        block = schema.take(block, np.asarray(keep[offset : offset + size]))
-        offset += size
-        block["bucket"] = assign_buckets(block, cfg.buckets)
-        is_val = (block["game_id"] % np.uint64(VAL_BUCKETS)) < np.uint64(threshold)
-        writers["train"].add(schema.take(block, ~is_val))
-        val = schema.take(block, is_val)
-        writers["val"].add(val)
-        val_zarr.add(val)
+        for block in read_pieces(work, task.key):
+            m = schema.block_len(block)
+            block = schema.take(block, np.asarray(keep[offset : offset + m]))
+            offset += m
+            block["bucket"] = assign_buckets(block, cfg.buckets)
+            is_val = (block["game_id"] % np.uint64(VAL_BUCKETS)) < np.uint64(threshold)
+            writers["train"].add(schema.take(block, ~is_val))
+            val = schema.take(block, is_val)
+            writers["val"].add(val)
+            val_zarr.add(val)
 
     splits = {}
     for split, writer in writers.items():
@@ -527,10 +575,8 @@ def merge(
     val_zarr.close()
     splits["val"] = dataclasses.replace(splits["val"], zarr=VAL_ZARR)
 
-    skip_counts = Counter(s[0] for s in skips if not s[4])
-    note_counts = Counter(s[0] for s in skips if s[4])
     log = "".join(f"{'kept:' if kept else ''}{r}\t{p}:{line}\t{d}\n"
-                  for r, p, line, d, kept in skips[: cfg.skip_log_limit])
+                  for r, p, line, d, kept in first)
     atomic_write(out / SKIP_LOG, log.encode())
     return manifests.Manifest(
         format_version=schema.FORMAT_VERSION,

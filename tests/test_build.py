@@ -20,7 +20,7 @@ import webdataset as wds
 import yaml
 
 import labelers
-from dataengine import policy, schema, views
+from dataengine import policy, readers, schema, views
 from dataengine.build import VAL_BUCKETS, build, main, read_val_zarr, val_threshold
 from dataengine.config import BuildConfig
 from labelers import reference
@@ -201,6 +201,55 @@ def test_bad_input_is_skipped_counted_and_logged(tmp_path):
                and "Ke3" in line for line in log)
     assert any(line.startswith("kept:recoded\t") and "cp1252" in line for line in log)
     assert any(line.startswith("bad_fen\t") and "puzzles.csv:3\t" in line for line in log)
+
+
+def test_the_skip_log_keeps_the_first_but_counts_every_skip(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "games.pgn").write_bytes(MALFORMED_PGN.encode())
+    (src / "puzzles.csv").write_text(MALFORMED_CSV)
+    full = build([str(src)], tmp_path / "full", cfg=BuildConfig(**NO_CAP), quiet=True)
+    capped = build([str(src)], tmp_path / "capped", cfg=BuildConfig(**NO_CAP, skip_log_limit=2),
+                   quiet=True)
+    assert (capped["skipped"], capped["notes"]) == (full["skipped"], full["notes"])
+    assert capped["inputs"] == full["inputs"] and capped["records"] == full["records"]
+    log = (tmp_path / "full" / "skipped.log").read_text().splitlines()
+    assert (tmp_path / "capped" / "skipped.log").read_text().splitlines() == log[:2]
+
+
+def test_small_pieces_build_the_same_bytes(tmp_path, monkeypatch):
+    """A task writes its records in pieces (build.PIECE_RECORDS), so a range of any size,
+    such as a whole compressed file, is never one block in memory; the pieces change
+    nothing in the output."""
+    from dataengine import build as build_module
+    from dataengine.records import units_to_block
+
+    whole = build(naive.SAMPLE_INPUTS, tmp_path / "whole", workers=1, quiet=True)
+    monkeypatch.setattr(build_module, "PIECE_RECORDS", 1000)
+    cut = build(naive.SAMPLE_INPUTS, tmp_path / "cut", workers=2, quiet=True)  # in workers too
+    assert cut == whole
+
+    def files(out: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+                if p.is_file()}
+    assert files(tmp_path / "cut") == files(tmp_path / "whole")
+    # one task, its part in pieces of about 1000 records: the same records in order
+    _, tasks = build_module.plan([naive.SAMPLE_INPUTS[0]], BuildConfig(limit=150))
+    work = tmp_path / "work"
+    work.mkdir()
+    summary = build_module.run_task(tasks[0], str(work))
+    pieces = list(build_module.read_pieces(work, tasks[0].key))
+    assert len(pieces) == len(list(work.glob("*.piece"))) > 5
+    assert all(schema.block_len(b) >= 1000 for b in pieces[:-1])
+    assert sum(map(schema.block_len, pieces)) == summary["records"]
+    units = [u for u in readers.read(naive.SAMPLE_INPUTS[0])
+             if isinstance(u, readers.Unit)][:150]
+    expected = units_to_block(units, 0)
+    got = schema.concat_blocks(pieces)
+    for name in [c.name for c in schema.COLUMNS] + ["themes"]:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    keys = np.fromfile(build_module.part_paths(work, tasks[0].key)[2], dtype="<u8")
+    assert len(keys) == summary["records"]
 
 
 @pytest.mark.parametrize("args, message", [
