@@ -16,8 +16,9 @@ Stages:
    part's marker (atomically; a finished part is never redone, which is what
    makes an interrupted build resumable).
 3. **merge** (one process, deterministic): parts in input order, a piece at a
-   time; cap repeats of a position (keys spilled to disk: ``dataengine.spill``), assign buckets, split train/val by game id, cut into blocks
-   and shards, write the zarr validation store and the manifest last.
+   time; cap repeats of a position (keys spilled to disk: ``dataengine.spill``),
+   assign buckets, split train/val by game id, cut into blocks and shards, write
+   the zarr validation store (as it comes) and the manifest last.
 
 The result depends only on the inputs and the config, never on the number of
 workers or on interruptions.
