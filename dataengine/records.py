@@ -37,8 +37,9 @@ def canonical_castling(rights: np.ndarray, white_to_move: np.ndarray) -> np.ndar
     return (us_k | us_q << 1 | them_k << 2 | them_q << 3).astype(np.uint8)
 
 
-def units_to_block(units: list[Unit], file_id: int) -> schema.Block:
-    """Columns for every position of `units` (bucket left at 0: assigned at merge)."""
+def units_to_block(units: list[Unit], file_id: int, *, labels: bool = True) -> schema.Block:
+    """Columns for every position of `units` (bucket left at 0: assigned at merge;
+    ``labels=False``: the label masks left at 0 too, for whoever computes them later)."""
     counts = np.array([len(u.turn) for u in units], dtype=np.int64)
     n = int(counts.sum())
     block = schema.empty_columns(n)
@@ -58,7 +59,8 @@ def units_to_block(units: list[Unit], file_id: int) -> schema.Block:
     white = flat("turn", bool)
     raw = flat("bitboards", np.uint64).reshape(n, 8)
     block["planes"] = labelers.canonical_planes(raw, white)
-    block["labels"] = labelers.label_boards(block["planes"], parallel=False)
+    if labels:
+        block["labels"] = labelers.label_boards(block["planes"], parallel=False)
     block["castling"] = canonical_castling(flat("castling", np.uint64), white)
     ep = flat("ep_square", np.int16)
     block["ep_file"] = np.where(ep >= 0, ep & 7, -1).astype(np.int8)

@@ -131,14 +131,18 @@ def check_columns(block: Block) -> int:
     return int(n)
 
 
-def encode_block(block: Block, level: int = ZSTD_LEVEL) -> bytes:
-    """Columns -> the bytes of one tar member (deterministic)."""
+def encode_block(block: Block, level: int = ZSTD_LEVEL, omit: tuple[str, ...] = ()) -> bytes:
+    """Columns -> the bytes of one tar member (deterministic). `omit`: columns left out
+    (the build's temporary parts leave out the labels, computed again from the planes);
+    such a block decodes only with the same `omit`."""
     n = check_columns(block)
     table, themes_id = np.unique(np.asarray(block["themes"], dtype=str), return_inverse=True)
     if len(table) > 0xFFFF:
         raise ValueError(f"a block may hold at most 65535 distinct theme strings, got {len(table)}")
     chunks, columns, offset = [], [], 0
     for c in COLUMNS:
+        if c.name in omit:
+            continue
         a = themes_id.astype(c.dtype) if c.name == "themes_id" else block[c.name]
         raw = _shuffle(a.reshape(n, int(np.prod(c.shape, dtype=np.int64))))
         columns.append([c.name, c.dtype, list(c.shape), offset, len(raw)])
@@ -161,12 +165,14 @@ def encode_block(block: Block, level: int = ZSTD_LEVEL) -> bytes:
 @numba.njit(cache=True, nogil=True)
 def _shuffle_kernel(src: np.ndarray, n: int, width: int, itemsize: int) -> np.ndarray:
     """uint8 bytes ordered (record, feature, byte) -> ordered (feature, byte, record)."""
+    row = width * itemsize
     dst = np.empty_like(src)
-    for f in range(width):
-        for b in range(itemsize):
-            base = (f * itemsize + b) * n
-            for r in range(n):
-                dst[base + r] = src[(r * width + f) * itemsize + b]
+    for r0 in range(0, n, 128):  # tiles of records keep the reads in cache
+        r1 = min(n, r0 + 128)
+        for col in range(row):
+            base = col * n
+            for r in range(r0, r1):
+                dst[base + r] = src[r * row + col]
     return dst
 
 
@@ -210,8 +216,9 @@ def _columns(header: dict, body: memoryview, name: str) -> Block:
     return block
 
 
-def decode_block(data: bytes, name: str = "<block>") -> Block:
-    """The bytes of one tar member -> columns. Raises ShardFormatError naming `name`."""
+def decode_block(data: bytes, name: str = "<block>", omit: tuple[str, ...] = ()) -> Block:
+    """The bytes of one tar member -> columns (all but `omit`, which `encode_block` was
+    told to leave out). Raises ShardFormatError naming `name`."""
     try:
         payload = zstandard.ZstdDecompressor().decompress(data)
     except zstandard.ZstdError as e:
@@ -239,7 +246,7 @@ def decode_block(data: bytes, name: str = "<block>") -> Block:
         if isinstance(e, ShardFormatError):
             raise
         raise ShardFormatError(f"{name}: bad block header ({e!r})") from None
-    missing = [c.name for c in COLUMNS if c.name not in block]
+    missing = [c.name for c in COLUMNS if c.name not in block and c.name not in omit]
     if missing:
         raise ShardFormatError(f"{name}: missing columns {missing}")
     table = np.asarray(header.get("themes") or [""], dtype=str)

@@ -46,6 +46,27 @@ def test_block_round_trip(n, seed):
     assert schema.block_len(back) == n
 
 
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 129, 1000])
+@pytest.mark.parametrize("dtype, width", [("<u8", 20), ("<u8", 12), ("<u2", 1), ("i1", 1)])
+def test_byte_shuffle_is_the_byte_transpose(n, dtype, width):
+    a = np.random.default_rng(n).integers(0, 250, size=(n, width)).astype(dtype)
+    size = np.dtype(dtype).itemsize
+    reference = np.ascontiguousarray(a.view(np.uint8).reshape(n, width * size).T).tobytes()
+    assert schema._shuffle(a) == reference
+    np.testing.assert_array_equal(schema._unshuffle(reference, np.dtype(dtype), n, width), a)
+
+
+def test_omitted_columns_round_trip_only_when_omitted():
+    block = random_block(50, seed=3)
+    data = schema.encode_block(block, omit=("labels",))
+    back = schema.decode_block(data, "part", omit=("labels",))
+    assert "labels" not in back
+    assert_blocks_equal({k: v for k, v in block.items() if k != "labels"}, back)
+    assert len(data) < len(schema.encode_block(block)) / 2  # the labels are most of it
+    with pytest.raises(schema.ShardFormatError, match=r"part: missing columns \['labels'\]"):
+        schema.decode_block(data, "part")
+
+
 def test_encoding_is_deterministic():
     block = random_block(100, 1)
     assert schema.encode_block(block) == schema.encode_block(random_block(100, 1))
