@@ -535,7 +535,7 @@ def merge(
     # dataengine.spill), and the validation threshold from the kept records' game ids
     key_files = [part_paths(work, t.key)[2] for t in ordered]
     sizes = [f.stat().st_size // 8 for f in key_files]
-    keep = spill.keep_mask(key_files, cfg.max_repeats, work)
+    keep = spill.keep_mask(key_files, cfg.max_repeats, work, cfg.spill_pairs)
     per_bucket = np.zeros(VAL_BUCKETS, dtype=np.int64)
     offset = 0
     for task, size in zip(ordered, sizes, strict=True):

@@ -118,6 +118,10 @@ class BuildConfig:
     """zstd level of the shard blocks."""
     chunk_bytes: int = 4 << 20
     """Plain input files are cut into tasks of about this many bytes at game/row boundaries."""
+    spill_pairs: int = 1 << 24
+    """The repeat cap (dataengine.spill) holds about this many (key, index) pairs in memory
+    at once, 16 bytes each plus its sort's arrays (~400 MB at the default); the rest of
+    the input's keys wait in spill files on disk. Lower it on a small machine."""
     skip_log_limit: int = 1000
     """How many skipped inputs (and inputs kept with a change, as ``kept:<reason>``) are
     written to skipped.log (all are counted in the manifest)."""
@@ -137,7 +141,8 @@ class BuildConfig:
             raise ConfigError(f"val_max_fraction must be in [0, 1), got {self.val_max_fraction}")
         if self.val_min_positions < 0:
             raise ConfigError(f"val_min_positions must be >= 0, got {self.val_min_positions}")
-        for name in ("max_repeats", "block_records", "blocks_per_shard", "chunk_bytes"):
+        for name in ("max_repeats", "block_records", "blocks_per_shard", "chunk_bytes",
+                     "spill_pairs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 1 <= self.zstd_level <= 22:

@@ -13,7 +13,8 @@ games (~7 G positions) the keys alone are 56 GB, so `keep_mask` works on disk:
 
 A partition holds every copy of its keys in input order, so its mask is the whole
 mask restricted to it: the result equals the in-memory cap exactly (tests compare
-them) for any P. Memory is one part's keys plus one partition, whatever the input.
+them) for any P. Memory is at most ``budget`` keys of a part plus one partition,
+whatever the input (the build's ``spill_pairs``).
 """
 
 from __future__ import annotations
@@ -68,15 +69,17 @@ def keep_mask(key_files: Sequence[Path], max_repeats: int, work: Path,
     try:
         offset = 0
         for f, size in zip(key_files, sizes, strict=True):
-            keys = np.fromfile(f, dtype="<u8", count=size)
-            part = partition_of(keys, bits)
-            order = np.argsort(part, kind="stable")  # input order inside each partition
-            cuts = np.searchsorted(part[order], np.arange((1 << bits) + 1))
-            pairs = np.empty(size, dtype=PAIR)
-            pairs["key"], pairs["index"] = keys[order], order + offset
-            for p in np.flatnonzero(np.diff(cuts)):
-                pairs[cuts[p]:cuts[p + 1]].tofile(handles[p])
-            offset += size
+            with open(f, "rb") as src:
+                for start in range(0, size, budget):  # a part's keys a slice at a time
+                    keys = np.fromfile(src, dtype="<u8", count=min(budget, size - start))
+                    part = partition_of(keys, bits)
+                    order = np.argsort(part, kind="stable")  # input order in a partition
+                    cuts = np.searchsorted(part[order], np.arange((1 << bits) + 1))
+                    pairs = np.empty(len(keys), dtype=PAIR)
+                    pairs["key"], pairs["index"] = keys[order], order + offset
+                    for p in np.flatnonzero(np.diff(cuts)):
+                        pairs[cuts[p]:cuts[p + 1]].tofile(handles[p])
+                    offset += len(keys)
     finally:
         for h in handles:
             h.close()

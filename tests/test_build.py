@@ -233,6 +233,14 @@ def test_small_pieces_build_the_same_bytes(tmp_path, monkeypatch):
         return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
                 if p.is_file()}
     assert files(tmp_path / "cut") == files(tmp_path / "whole")
+    # the repeat cap's pairs in memory (spill_pairs) change nothing either
+    small = build(naive.SAMPLE_INPUTS, tmp_path / "small", workers=1, quiet=True,
+                  cfg=BuildConfig(spill_pairs=5000))
+    assert small["build_config"]["spill_pairs"] == 5000
+    assert {k: v for k, v in small.items() if k not in ("build_config", "build_key")} == \
+        {k: v for k, v in whole.items() if k not in ("build_config", "build_key")}
+    assert {k: v for k, v in files(tmp_path / "small").items() if k != "manifest.json"} == \
+        {k: v for k, v in files(tmp_path / "whole").items() if k != "manifest.json"}
     # one task, its part in pieces of about 1000 records: the same records in order
     _, tasks = build_module.plan([naive.SAMPLE_INPUTS[0]], BuildConfig(limit=150))
     work = tmp_path / "work"
