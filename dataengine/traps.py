@@ -23,6 +23,8 @@ import os
 import random
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import chess
@@ -39,6 +41,15 @@ MATERIAL = (
                                                           chess.QUEEN),
     (chess.QUEEN, chess.BISHOP), (chess.QUEEN, chess.KNIGHT), (chess.ROOK, chess.BISHOP),
 )
+MIXED_MATERIAL = (
+    (chess.QUEEN, chess.KNIGHT), (chess.QUEEN, chess.BISHOP), (chess.ROOK, chess.KNIGHT),
+    (chess.ROOK, chess.BISHOP), (chess.BISHOP, chess.KNIGHT, chess.KNIGHT),
+    (chess.BISHOP, chess.BISHOP, chess.KNIGHT), (chess.QUEEN, chess.BISHOP, chess.KNIGHT),
+    (chess.ROOK, chess.BISHOP, chess.KNIGHT), (chess.ROOK, chess.ROOK, chess.BISHOP),
+    (chess.KNIGHT, chess.KNIGHT, chess.BISHOP, chess.BISHOP), (chess.QUEEN,), (chess.ROOK,),
+)
+"""The ``mixed`` family's sets: minor pieces with or without a heavy one."""
+FAMILIES = ("heavy", "mixed")
 TIMEOUT_S = 60.0
 """A search that has not answered in this long is killed and tried once more."""
 
@@ -61,8 +72,15 @@ def _place(board: chess.Board, rng: random.Random, piece: chess.Piece) -> None:
     board.set_piece_at(rng.choice(squares), piece)
 
 
-def candidate(rng: random.Random) -> chess.Board:
-    """One random position of the family (not yet checked)."""
+def candidate(rng: random.Random, family: str = "heavy") -> chess.Board:
+    """One random position of the family (not yet checked): ``heavy``, the strong side's
+    king and 1-3 queens or rooks (sometimes a minor piece) and 0-3 pawns against a king
+    with 0-2 pawns; ``mixed``, minor pieces with or without a queen or rook and 0-4
+    pawns against a king with 1-4 pawns, each blocked with probability 0.6 by a piece or
+    pawn of the strong side on the square in front of it (the stalemates a network
+    played most: the weak side's pawns cannot move)."""
+    if family == "mixed":
+        return _mixed_candidate(rng)
     strong = rng.choice((chess.WHITE, chess.BLACK))
     board = chess.Board(None)
     board.turn = strong
@@ -79,25 +97,58 @@ def candidate(rng: random.Random) -> chess.Board:
     return board
 
 
+def _mixed_candidate(rng: random.Random) -> chess.Board:
+    strong = rng.choice((chess.WHITE, chess.BLACK))
+    board = chess.Board(None)
+    board.turn = strong
+    _place(board, rng, chess.Piece(chess.KING, strong))
+    _place(board, rng, chess.Piece(chess.KING, not strong))
+    pieces = list(rng.choice(MIXED_MATERIAL))
+    pieces += [chess.PAWN] * rng.choice((0, 1, 2, 3, 4))
+    forward = -8 if strong == chess.WHITE else 8  # the weak side's pawns move this way
+    for _ in range(rng.choice((1, 2, 3, 4))):
+        squares = [s for s in chess.SQUARES if board.piece_at(s) is None
+                   and 1 <= chess.square_rank(s) <= 6]
+        square = rng.choice(squares)
+        board.set_piece_at(square, chess.Piece(chess.PAWN, not strong))
+        front = square + forward
+        if pieces and rng.random() < 0.6 and board.piece_at(front) is None and (
+                1 <= chess.square_rank(front) <= 6 or pieces[-1] != chess.PAWN):
+            board.set_piece_at(front, chess.Piece(pieces.pop(), strong))
+    for piece_type in pieces:
+        _place(board, rng, chess.Piece(piece_type, strong))
+    board.halfmove_clock = rng.randrange(0, 40)
+    board.fullmove_number = rng.randrange(40, 90)
+    return board
+
+
 def is_trap(board: chess.Board) -> bool:
     """A legal position, game not over, where some legal move stalemates."""
     return (board.is_valid() and board.outcome() is None
             and bool(stalemating_moves(board)))
 
 
-def trap(seed: int, n: int, tries: int = 1000) -> chess.Board | None:
+def trap(seed: int, n: int, tries: int = 1000, family: str = "heavy") -> chess.Board | None:
     """Position n of `seed`: the first trap among `tries` candidates drawn from (seed, n)."""
-    rng = random.Random(f"trap {seed} {n}")
+    rng = random.Random(f"trap {seed} {n}" if family == "heavy" else f"trap {family} {seed} {n}")
     for _ in range(tries):
-        board = candidate(rng)
+        board = candidate(rng, family)
         if is_trap(board):
             return board
     return None
 
 
+def _trap_fen(args: tuple[int, int, str]) -> str | None:
+    board = trap(args[0], args[1], family=args[2])
+    return board.fen() if board is not None else None
+
+
 def traps(out: str | Path, *, positions: int = 20000, seed: int = 0, nodes: int = 1000,
-          workers: int = 2, engine: str | None = None, quiet: bool = False) -> dict:
-    """Draw, label and write `positions` traps; returns counts and seconds."""
+          workers: int = 2, engine: str | None = None, quiet: bool = False,
+          family: str = "heavy") -> dict:
+    """Draw, label and write `positions` traps of `family`; returns counts and seconds."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     if positions < 1 or workers < 1 or nodes < 1:
         raise ValueError(f"positions, workers and nodes must be >= 1, got {positions}, "
                          f"{workers}, {nodes}")
@@ -107,11 +158,16 @@ def traps(out: str | Path, *, positions: int = 20000, seed: int = 0, nodes: int 
     engine_path = find_stockfish(engine)
     t0 = time.perf_counter()
     boards: dict[str, tuple[str, chess.Board]] = {}  # epd -> (id, board), first n wins
-    for n in progress(range(positions), desc="draw", unit="pos", disable=quiet,
-                      dynamic_ncols=True):
-        board = trap(seed, n)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        drawn = pool.map(_trap_fen, [(seed, n, family) for n in range(positions)],
+                         chunksize=256)
+        drawn = [chess.Board(fen) if fen else None for fen in progress(
+            drawn, total=positions, desc="draw", unit="pos", disable=quiet,
+            dynamic_ncols=True)]
+    for n, board in enumerate(drawn):
         if board is not None:
-            boards.setdefault(board.epd(), (f"trap s{seed} {n}", board))
+            gid = f"trap s{seed} {n}" if family == "heavy" else f"trap {family} s{seed} {n}"
+            boards.setdefault(board.epd(), (gid, board))
     t_draw = time.perf_counter() - t0
     answers, failed = analyse_all([(k, b.fen()) for k, (_, b) in boards.items()],
                                   engine_path, nodes, workers, timeout_s=TIMEOUT_S,
@@ -134,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--positions", type=int, default=20000,
                     help="positions to draw (default 20000; repeats are written once)")
     ap.add_argument("--seed", type=int, default=0, help="position n depends on (seed, n)")
+    ap.add_argument("--family", choices=FAMILIES, default="heavy",
+                    help="heavy: queens or rooks against a king with <= 2 pawns (default); "
+                         "mixed: minor pieces against a king whose pawns are often blocked")
     ap.add_argument("--nodes", type=int, default=1000,
                     help="Stockfish nodes per position (default 1000)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -144,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         summary = traps(args.out, positions=args.positions, seed=args.seed, nodes=args.nodes,
-                        workers=args.workers, engine=args.engine, quiet=args.quiet)
+                        workers=args.workers, engine=args.engine, quiet=args.quiet,
+                        family=args.family)
     except (ValueError, TeacherError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

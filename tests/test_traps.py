@@ -35,6 +35,32 @@ def test_every_drawn_position_is_a_won_trap():
     assert any(b.pieces(chess.ROOK, b.turn) for b in boards)
 
 
+def blocked_pawns(board: chess.Board, color: chess.Color) -> int:
+    step = 8 if color == chess.WHITE else -8
+    return sum(board.piece_at(s + step) is not None for s in board.pieces(chess.PAWN, color))
+
+
+def test_mixed_family_traps_have_minor_pieces_and_blocked_pawns():
+    boards = [traps.trap(4, n, family="mixed") for n in range(120)]
+    assert all(b is not None for b in boards)
+    for board in boards:
+        assert board.is_valid() and not board.is_game_over()
+        weak = not board.turn
+        assert board.pieces_mask(chess.KING, weak) | board.pieces_mask(chess.PAWN, weak) \
+            == board.occupied_co[weak]
+        assert 1 <= chess.popcount(board.pieces_mask(chess.PAWN, weak)) <= 4
+        assert set(traps.stalemating_moves(board)) == \
+            {m for m in board.legal_moves if stalemates(board, m)} != set()
+    strong_minor = [b for b in boards if b.pieces(chess.KNIGHT, b.turn) or
+                    b.pieces(chess.BISHOP, b.turn)]
+    assert len(strong_minor) > 90  # most sets have minor pieces
+    assert sum(blocked_pawns(b, not b.turn) > 0 for b in boards) > 60
+    # a family of its own: not the heavy family's positions, and its ids say so
+    assert [b.fen() for b in boards[:20]] != [traps.trap(4, n).fen() for n in range(20)]
+    with pytest.raises(ValueError, match="family"):
+        traps.traps("t.epd", positions=1, family="light")
+
+
 def test_position_n_depends_only_on_seed_and_n():
     assert traps.trap(5, 17).fen() == traps.trap(5, 17).fen()
     assert [traps.trap(5, n).fen() for n in range(20)] != \
