@@ -16,8 +16,8 @@ Rows:
 - bytes per record all-in (target <= 24, aim 16),
 - each row's rate against the labelers alone (`labelers.label_boards`, one thread, on
   the same positions), and the hours a build of 100 M games (~7 G positions, a month
-  of Lichess) would take on one 16-core machine at the 1-worker rate scaled by the
-  2-worker speed-up per worker,
+  of Lichess) would take on one 16-core machine, from the share of the 1-worker time
+  that the 2-worker run did not shrink (Amdahl),
 - the full build at 1 and 2 workers on ``--copies`` copies of the PGN (no repeat cap), an
   input large enough that process start-up and numba cache loads (~1 s a worker) do not
   decide the 2-worker speed-up,
@@ -48,15 +48,14 @@ from pathlib import Path
 import chess.pgn
 import numpy as np
 import psutil
-from bench_labelers import boards_from_pgn
+from bench_labelers import best_rate, boards_from_pgn
 from common import REPO
 
 import labelers
-from dataengine.fileio import atomic_write
-
 from dataengine import readers
 from dataengine.build import build
 from dataengine.config import BuildConfig
+from dataengine.fileio import atomic_write
 from dataengine.readers import fastpgn
 
 
@@ -137,16 +136,12 @@ def time_build(path: Path, workers: int) -> tuple[int, float, float, float]:
 
 
 def time_labelers(path: Path) -> tuple[int, float, float]:
-    """The labelers alone, one thread, on the positions of `path` (best of 3)."""
+    """The labelers alone, one thread, on the positions of `path` (bench_labelers'
+    best_rate; no CPU seconds)."""
     planes = np.stack([labelers.planes_from_board(b) for b in boards_from_pgn(path)])
     labelers.label_boards(planes[:8], parallel=False)  # compile or cache load
-    best = None
-    for _ in range(3):
-        t0, c0 = time.perf_counter(), time.process_time()
-        labelers.label_boards(planes, parallel=False)
-        run = (len(planes), time.perf_counter() - t0, time.process_time() - c0)
-        best = run if best is None or run[1] < best[1] else best
-    return best
+    rate = best_rate(lambda: labelers.label_boards(planes, parallel=False), len(planes))
+    return len(planes), len(planes) / rate, float("nan")
 
 
 def random_game(seed: str, max_plies: int = 120) -> str:

@@ -185,12 +185,17 @@ def load_starts(paths: list[str | Path]) -> tuple[list[Opening], int]:
     return starts, bad
 
 
-def pick_opening(openings: list[Opening], index: int, rng: random.Random) -> Opening:
-    """Game `index`'s line: drawn from the book, or start position `index` (modulo their
-    number) when the book is ``--starts``, so that each is played once before any twice."""
-    if openings[0].fen is not None:
+def start_position(openings: list[Opening], index: int) -> Opening | None:
+    """Game `index`'s start when the book is ``--starts``: position `index` modulo their
+    number, so that each is played once before any twice; None for an opening book."""
+    if openings and openings[0].fen is not None:
         return openings[index % len(openings)]
-    return openings[rng.randrange(len(openings))]
+    return None
+
+
+def pick_opening(openings: list[Opening], index: int, rng: random.Random) -> Opening:
+    """Game `index`'s line: its start position (``--starts``), or drawn from the book."""
+    return start_position(openings, index) or openings[rng.randrange(len(openings))]
 
 
 def format_eval(score: chess.engine.PovScore) -> str:
@@ -264,10 +269,8 @@ def conversion_players(index: int, nodes: int, openings: list[Opening] | None = 
     """(White, Black) of conversion game `index`: Stockfish is White in even rounds, or,
     from ``--starts`` positions, the side to move in the game's start position."""
     names = (player(nodes), "random")
-    if openings and openings[0].fen is not None:
-        white_first = openings[index % len(openings)].board().turn == chess.WHITE
-    else:
-        white_first = index % 2 == 0
+    start = start_position(openings or [], index)
+    white_first = start.board().turn == chess.WHITE if start else index % 2 == 0
     return names if white_first else names[::-1]
 
 

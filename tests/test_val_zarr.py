@@ -3,6 +3,7 @@ store that writing the whole split at once gives, whatever the pieces, and it re
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_pieces_give_the_store_of_the_whole_split(tmp_path, n):
         bounds = [0, *cuts.tolist(), n]  # empty pieces too
         path = tmp_path / f"v{trial}.zarr"
         writer = ValZarrWriter(path, n, chunk=1000)
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in pairwise(bounds):
             writer.add(schema.take(block, slice(a, b)))
         assert not path.exists()  # only under a temporary name until closed
         writer.close()
