@@ -56,15 +56,16 @@ SKIP_LOG = "skipped.log"
 VAL_ZARR = "val.zarr"
 #: Layout of the files a task leaves in the work directory (part_paths); parts of
 #: another layout, left by an older build, are not reused.
-WORK_VERSION = 5
+WORK_VERSION = 6
 #: A task writes its records in pieces of about this many (a piece is one block in
 #: memory, at parse and at merge), so a range of any size, such as a whole compressed
 #: file, is never held at once.
 PIECE_RECORDS = 1 << 18
-#: Columns a piece leaves out: the label masks (160 of a record's ~290 bytes) are
-#: computed again from the planes at merge (~12 M positions/s) rather than shuffled,
-#: compressed, decompressed and unshuffled on the way through the work directory.
-PIECE_OMITS = ("labels",)
+#: Columns a piece leaves out: the label masks (160 of a record's ~306 bytes) and the
+#: stalemating moves are computed again from the planes at merge (records.add_labels)
+#: rather than shuffled, compressed, decompressed and unshuffled on the way through the
+#: work directory.
+PIECE_OMITS = ("labels", "stalemate_moves")  # = records.LABEL_COLUMNS
 #: Validation games are those with ``game_id % VAL_BUCKETS`` under a threshold.
 VAL_BUCKETS = 1_000_000
 WORK = ".work"
@@ -184,14 +185,13 @@ def piece_path(work: Path, key: str, index: int) -> Path:
 
 def read_pieces(work: Path, key: str) -> Iterator[schema.Block]:
     """The blocks of a finished part, one at a time, labels computed."""
-    import labelers
+    from dataengine.records import add_labels
 
     info = json.loads(part_paths(work, key)[0].read_text())
     for index in range(info["pieces"]):
         path = piece_path(work, key, index)
         block = schema.decode_block(path.read_bytes(), str(path), omit=PIECE_OMITS)
-        block["labels"] = labelers.label_boards(block["planes"], parallel=False)
-        yield block
+        yield add_labels(block)
 
 
 def run_task(task: Task, work: str, root: str | None = None) -> dict:

@@ -33,7 +33,9 @@ import numba
 import numpy as np
 import zstandard
 
-FORMAT_VERSION = 1
+from labelers.stalemate import MAX_STALEMATE_MOVES
+
+FORMAT_VERSION = 2  # 2: the stalemate_moves column
 LABEL_SPEC_VERSION = 1  # the version of labelers/LABELS.md the masks follow
 
 MEMBER_EXT = "cols.zst"
@@ -72,6 +74,9 @@ class Column:
 COLUMNS: tuple[Column, ...] = (
     Column("planes", "<u8", (12,), "piece bitboards P N B R Q K (us), then p n b r q k (them)"),
     Column("labels", "<u8", (20,), "the 20 SSL masks in labelers.MASK_NAMES order"),
+    Column("stalemate_moves", "<u2", (MAX_STALEMATE_MOVES,),
+           "policy indices of the legal moves that stalemate the opponent, ascending, "
+           "NO_MOVE after them (labelers.stalemate)"),
     Column("castling", "u1", (), "CASTLE_* bits"),
     Column("ep_file", "i1", (), "file 0-7 of a legal en-passant capture square, -1 none"),
     Column("halfmove", "<u2", (), "halfmove clock"),
@@ -105,6 +110,7 @@ def empty_columns(n: int) -> Block:
     block = {c.name: np.zeros((n, *c.shape), dtype=c.dtype) for c in COLUMNS}
     block["move"][:] = NO_MOVE
     block["teacher_move"][:] = NO_MOVE
+    block["stalemate_moves"][:] = NO_MOVE
     block["ep_file"][:] = -1
     return block
 

@@ -18,6 +18,7 @@ import torch
 
 from dataengine import policy, schema, views
 from dataengine.build import build, read_val_zarr
+from dataengine.traps import stalemating_moves
 from labelers import MASK_NAMES, reference
 from tests import naive
 from train import checkpoint as ckpt
@@ -200,6 +201,9 @@ def _slow_position(net, block, i: int, teacher_mix: float) -> dict[str, tuple[fl
         v["policy_top1"] = (float(rank < 1), 1.0)
         v["policy_top3"] = (float(rank < 3), 1.0)
         v["policy_ce"] = (_logsumexp(logits) - logits[target], 1.0)
+    stalemating = {policy.move_to_index(m, board.turn) for m in stalemating_moves(board)}
+    best = max(range(len(logits)), key=lambda j: logits[j])
+    v["stalemate_top1"] = (float(best in stalemating), float(bool(stalemating)))
 
     result, teacher = views.result_white(block, i), views.eval_white(block, i)
     weights, targets = [], []
@@ -267,6 +271,7 @@ def test_heldout_matches_slow_per_position_computation(model, val):
         np.flatnonzero((f & schema.HAS_RESULT) == 0)[:2],
         np.flatnonzero(((f & schema.HAS_TEACHER_EVAL) != 0) & ((f & schema.HAS_RESULT) != 0))[:2],
         np.flatnonzero((f & schema.HAS_MOVE) == 0)[:1],
+        np.flatnonzero(val["stalemate_moves"][:, 0] != schema.NO_MOVE)[:2],
     ]
     picked = np.unique(np.concatenate(wanted))
     assert len(picked) >= 7

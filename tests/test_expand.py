@@ -431,13 +431,14 @@ PACKED_COLUMNS = {
     "teacher_move": (264, torch.int32, ()),
     "teacher_cp": (268, torch.int16, ()),
     "teacher_mate": (270, torch.int16, ()),
-    "castling": (272, torch.uint8, ()),
-    "ep_file": (273, torch.int8, ()),
-    "result": (274, torch.int8, ()),
-    "flags": (275, torch.uint8, ()),
-    "bucket": (276, torch.uint8, ()),
+    "stalemate_moves": (272, torch.int16, (8,)),
+    "castling": (288, torch.uint8, ()),
+    "ep_file": (289, torch.int8, ()),
+    "result": (290, torch.int8, ()),
+    "flags": (291, torch.uint8, ()),
+    "bucket": (292, torch.uint8, ()),
 }
-PACKED_ROW_BYTES = 280
+PACKED_ROW_BYTES = 296
 
 
 def packed_batch(batch: dict) -> dict:

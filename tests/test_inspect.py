@@ -279,7 +279,7 @@ def test_summary_equals_manifest_and_decoded_shards(capsys, small):
     s = json.loads(out)
     sp = manifest["splits"]
     assert rc == 0
-    assert (s["format_version"], s["label_spec_version"]) == (1, 1)
+    assert (s["format_version"], s["label_spec_version"]) == (schema.FORMAT_VERSION, 1)
     assert s["records"] == {"train": sp["train"]["records"], "val": sp["val"]["records"],
                             "all": manifest["records"]}
     assert s["buckets"]["train"] == sp["train"]["buckets"]
@@ -384,19 +384,20 @@ def test_verify_truncated_shard(capsys, broken, where):
 
 
 def test_verify_wrong_format_version(capsys, broken):
-    def version_2(data: bytes) -> bytes:
+    def version_9(data: bytes) -> bytes:
         payload = zstandard.ZstdDecompressor().decompress(data)
         (hlen,) = struct.unpack_from("<I", payload)
         header = json.loads(payload[4 : 4 + hlen])
-        header["format_version"] = 2
+        header["format_version"] = 9
         head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
         return zstandard.ZstdCompressor().compress(
             struct.pack("<I", len(head)) + head + payload[4 + hlen :])
 
-    key = rewrite_member(broken, "train/shard-000001.tar", 1, version_2)
+    key = rewrite_member(broken, "train/shard-000001.tar", 1, version_9)
     rc, lines = verify(capsys, broken)
     assert rc == 1
-    assert f"train/shard-000001.tar:{key}: format version 2, this reader reads version 1" in lines
+    assert (f"train/shard-000001.tar:{key}: format version 9, this reader reads version "
+            f"{schema.FORMAT_VERSION}") in lines
     assert not any("sha256" in line for line in lines)
 
 

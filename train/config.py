@@ -46,6 +46,9 @@ class TrainConfig:
     """Until this step the EMA is a copy of the weights and averaging starts there, t
     counted from it (None = lr_warmup_steps: while the learning rate warms up the weights
     move faster than an average can follow)."""
+    stalemate_weight: float = 1.0
+    """Weight of the stalemate loss, -log(1 - p) with p the policy's probability of the
+    moves that stalemate the opponent (the shards' stalemate_moves; 0 = off)."""
     ssl_weight: float = 0.15
     """Overall weight of the SSL loss."""
     ssl_warmup_steps: int = 500
@@ -139,7 +142,8 @@ class TrainConfig:
                      "eval_every", "eval_positions"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "weight_decay", "ssl_weight", "grad_clip_norm", "heartbeat_seconds"):
+        for name in ("lr", "weight_decay", "ssl_weight", "stalemate_weight", "grad_clip_norm",
+                     "heartbeat_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.ema_start is not None and self.ema_start < 0:

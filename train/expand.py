@@ -47,7 +47,9 @@ Targets
 :func:`expand_targets` returns ``policy`` (B,) int64 with ``IGNORE_INDEX``
 where there is no move, ``value`` (B,) float in [-1, 1] with ``value_mask``
 (B,) bool, ``wdl`` (B,) int64 class (0 win, 1 draw, 2 loss, ``IGNORE_INDEX``
-without a result), and the SSL targets, each square on the last axis (64):
+without a result), ``stalemate`` (B, 8) int64, the policy indices of the moves that
+stalemate the opponent (-1 after them; the ``stalemate`` loss pushes the policy
+away from them), and the SSL targets, each square on the last axis (64):
 
 ==============  ===========  =======  =============================================
 key             shape        dtype    meaning
@@ -348,6 +350,7 @@ def expand_async(batch: dict, dtype: torch.dtype = torch.float32, *,
         "wdl": torch.empty(b, dtype=torch.int64),
         "piece": torch.empty((b, 64), dtype=torch.int64),
         "control": torch.empty((b, 64), dtype=torch.int64),
+        "stalemate": batch["stalemate_moves"].long(),  # a copy: done before this returns
     }
     col = {k: v.numpy() for k, v in batch.items() if k in EXPAND_COLUMNS}
     out = {k: v.numpy() for k, v in targets.items()}
@@ -463,6 +466,7 @@ def _check_teacher_mix(teacher_mix: float) -> None:
 def _targets(batch: dict, tables: _Tables, teacher_mix: float,
              policy_from_teacher: bool) -> dict[str, torch.Tensor]:
     targets = _policy_value(batch, tables, teacher_mix, policy_from_teacher)
+    targets["stalemate"] = batch["stalemate_moves"].long()
     b = batch["labels"].shape[0]
     # the maps stay 0/1 bytes, views of one (B, 20, 64): losses cast them
     masks = _square_bytes(batch["labels"], tables).view(torch.uint8).view(b, 20, 64)

@@ -6,7 +6,8 @@ head outputs from ``train.model.ChessNet``.
 
 Total loss (the trainer's job)::
 
-    policy_loss + value_weight * value_loss + ssl_weight(step) * ssl_total(ssl_losses, SSLWeights)
+    policy_loss + value_weight * value_loss + stalemate_weight * stalemate_loss
+        + ssl_weight(step) * ssl_total(ssl_losses, SSLWeights)
 
 Metrics come as *counts* that add up over batches (:func:`policy_counts`,
 :func:`ssl_counts`), turned into rates once at the end
@@ -41,6 +42,8 @@ __all__ = [
     "ssl_losses_chunked",
     "ssl_metrics",
     "ssl_total",
+    "stalemate_counts",
+    "stalemate_loss",
     "value_loss",
     "wdl_loss",
 ]
@@ -134,6 +137,21 @@ def policy_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of (B, 4672) logits against (B,) policy indices, averaged over the
     positions that have a move (IGNORE_INDEX, i.e. NO_MOVE, is skipped)."""
     return _masked_cross_entropy(logits, target)
+
+
+def stalemate_loss(logits: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+    """``-log(1 - p)``, p the policy's probability of the moves that stalemate the
+    opponent (``targets["stalemate"]``: (B, K) policy indices, -1 after them), averaged
+    over the positions that have one; 0 (not NaN) if none does. An unlikelihood loss:
+    the policy cross-entropy already rewards the target move, this names the moves
+    that throw a win away, which the cross-entropy weighs no more than any other."""
+    logits = logits.float()
+    valid = moves >= 0
+    hit = torch.zeros_like(logits).scatter_add_(1, moves.clamp_min(0), valid.to(logits.dtype))
+    rest = logits.masked_fill(hit > 0, float("-inf"))
+    per_row = torch.logsumexp(logits, dim=-1) - torch.logsumexp(rest, dim=-1)
+    rows = valid.any(dim=-1)
+    return torch.where(rows, per_row, 0.0).sum() / rows.sum().clamp_min(1)
 
 
 def wdl_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -254,6 +272,16 @@ def policy_counts(
 
 
 @torch.no_grad()
+def stalemate_counts(logits: torch.Tensor, moves: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Summable counts: ``stalemate_n`` positions with a stalemating move, ``stalemate_top1``
+    of them whose highest logit is one (the rate a raw policy would stalemate there)."""
+    valid = moves >= 0
+    top = logits.argmax(dim=-1, keepdim=True)
+    return {"stalemate_n": valid.any(dim=-1).sum(),
+            "stalemate_top1": ((moves == top) & valid).any(dim=-1).sum()}
+
+
+@torch.no_grad()
 def ssl_counts(heads: dict[str, torch.Tensor], targets: dict) -> dict[str, torch.Tensor]:
     """Summable counts of the SSL heads: ``{task}_correct`` / ``{task}_n`` squares for the
     class tasks; ``{task}_tp`` / ``_fp`` / ``_fn`` (one entry per map, shape (K,)) for the
@@ -278,7 +306,8 @@ def _f1(tp: float, fp: float, fn: float) -> float:
 
 
 def metrics_from_counts(counts: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Rates from (summed) counts: ``policy_top{k}``, ``piece_acc``, ``control_acc``,
+    """Rates from (summed) counts: ``policy_top{k}``, ``stalemate_top1``, ``piece_acc``,
+    ``control_acc``,
     ``{task}_f1`` (micro over the task's maps) and ``f1/{mask name}`` per map. Keys
     whose counts are absent are left out; a rate over zero positions is NaN."""
     c = {k: v.detach().cpu().double() for k, v in counts.items()}
@@ -287,6 +316,9 @@ def metrics_from_counts(counts: dict[str, torch.Tensor]) -> dict[str, float]:
         n = float(c["policy_n"])
         for key in sorted(k for k in c if k.startswith("policy_top")):
             out[key] = float(c[key]) / n if n else float("nan")
+    if "stalemate_n" in c:
+        n = float(c["stalemate_n"])
+        out["stalemate_top1"] = float(c["stalemate_top1"]) / n if n else float("nan")
     for task in CLASS_TASKS:
         if f"{task}_n" in c:
             n = float(c[f"{task}_n"])

@@ -32,6 +32,7 @@ from train.losses import (
     SSLWeights,
     policy_loss,
     ssl_losses_chunked,
+    stalemate_loss,
     value_loss,
     wdl_loss,
 )
@@ -160,9 +161,11 @@ class StepLosses(torch.nn.Module):
     """
 
     def __init__(self, model: ChessNet, ssl_weights: SSLWeights,
-                 ssl_pos_weights: SSLPositiveWeights | None = None):
+                 ssl_pos_weights: SSLPositiveWeights | None = None,
+                 stalemate_weight: float = 0.0):
         super().__init__()
         self.model, self.ssl_weights, self.ssl_pos_weights = model, ssl_weights, ssl_pos_weights
+        self.stalemate_weight = stalemate_weight
 
     def forward(self, x: torch.Tensor, targets: dict[str, torch.Tensor], *, with_ssl: bool,
                 ssl_scale: float, ssl_chunk: int,
@@ -172,9 +175,12 @@ class StepLosses(torch.nn.Module):
                   "value": value_loss(out["value"], targets["value"], targets["value_mask"])}
         if "wdl" in out:
             losses["wdl"] = wdl_loss(out["wdl"], targets["wdl"])
+        if self.stalemate_weight > 0:
+            losses["stalemate"] = stalemate_loss(out["policy"], targets["stalemate"])
         if shares is not None:
             losses = {k: v * shares[k] for k, v in losses.items()}
-        loss = sum(losses.values())
+        loss = sum(v * self.stalemate_weight if k == "stalemate" else v
+                   for k, v in losses.items())
         if with_ssl:
             tasks: dict[str, torch.Tensor] = {}
             ssl = ssl_losses_chunked(self.model, out["features"], targets, ssl_chunk,
@@ -191,16 +197,19 @@ class StepLosses(torch.nn.Module):
 
 def loss_shares(targets: dict[str, torch.Tensor], ddp: Dist) -> dict[str, torch.Tensor] | None:
     """Per loss, this rank's share of the global batch's count of its targets (positions
-    with a move, with a value target, with a result; all positions for SSL), or None in
-    a single process. A masked mean times its share, summed over ranks, is the masked
-    mean over the global batch, however unevenly the masks fall on the ranks."""
+    with a move, with a value target, with a result, with a stalemating move; all positions
+    for SSL), or None in a single process. A masked mean times its share, summed over
+    ranks, is the masked mean over the global batch, however unevenly the masks fall on
+    the ranks."""
     if not ddp.enabled:
         return None
     policy = targets["policy"]
     counts = torch.stack([(policy != IGNORE_INDEX).sum(), targets["value_mask"].sum(),
                           (targets["wdl"] != IGNORE_INDEX).sum(),
+                          (targets["stalemate"] >= 0).any(dim=-1).sum(),
                           torch.tensor(len(policy), device=policy.device)])
-    return dict(zip(("policy", "value", "wdl", "ssl"), ddp.shares(counts).unbind(), strict=True))
+    return dict(zip(("policy", "value", "wdl", "stalemate", "ssl"), ddp.shares(counts).unbind(),
+                    strict=True))
 
 
 # ----------------------------------------------------------------------------- monitoring
@@ -324,7 +333,7 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
         raise TrainingError("the processes resumed from different steps: every one must see "
                             "the same checkpoints (on several machines, a shared filesystem)")
     # after the resume: DDP starts every rank from rank 0's weights
-    net = ddp.wrap(StepLosses(model, cfg.ssl_weights, cfg.ssl_pos_weights),
+    net = ddp.wrap(StepLosses(model, cfg.ssl_weights, cfg.ssl_pos_weights, cfg.stalemate_weight),
                    find_unused_parameters=cfg.ssl_every_n > 1 or cfg.ssl_weight == 0)
 
     def snapshot() -> dict:

@@ -11,8 +11,9 @@ where there is one) and goes on; exit status 1 if there was any. Checks:
   planes do not overlap, the target and teacher moves (when present) decode and
   are legal on the real board, flags agree with the move column, bucket, source
   and file id are in range;
-* labels: recomputed with ``labelers.label_boards`` for a deterministic sample of
-  records per split (all with ``--full``) and compared mask by mask;
+* labels: recomputed with ``labelers.label_boards`` (and the stalemating moves with
+  ``labelers.stalemate``) for a deterministic sample of records per split (all with
+  ``--full``) and compared mask by mask;
 * ``val.zarr``: as many records as the val shards, and the same columns.
 """
 
@@ -32,6 +33,7 @@ from dataengine.inspect.shards import BlockRef, Shards, decode, read_members
 from dataengine.manifest import ShardEntry
 from dataengine.progress import progress, tqdm
 from labelers import MASK_NAMES
+from labelers.stalemate import stalemate_moves
 
 DEFAULT_SAMPLE = 2000
 SAMPLE_SEED = 0
@@ -237,6 +239,12 @@ class Verifier:
             names = [MASK_NAMES[k] for k in np.flatnonzero(want[r] != block["labels"][i])]
             self.record_problem(ref, i, f"stored labels differ from labelers.label_boards in "
                                         f"{', '.join(names)} ({views.real_board(block, i).fen()!r})")
+        want = stalemate_moves(np.ascontiguousarray(block["planes"][rows]),
+                               block["castling"][rows], block["ep_file"][rows])
+        for r in np.flatnonzero((want != block["stalemate_moves"][rows]).any(axis=1)):
+            i = int(rows[r])
+            self.record_problem(ref, i, "stored stalemate_moves differ from "
+                                        f"labelers.stalemate ({views.real_board(block, i).fen()!r})")
 
     # ------------------------------------------------------------------ val.zarr
 

@@ -9,6 +9,8 @@ metric                 per position: numerator / denominator
 =====================  ===========================================================
 policy_top1, _top3     target move among the k highest logits / has a move
 policy_ce              cross-entropy of the logits at the target move / has a move
+stalemate_top1         the highest logit is a move that stalemates the opponent / has
+                       such a move (the rate a raw policy throws a win away there)
 value_mae              ``|v - target|`` / has a value target
 value_huber            Huber (delta ``VALUE_HUBER_DELTA``) of ``v - target`` / same
 wdl_acc                the value's class equals the result's / has a result
@@ -63,6 +65,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("policy_top1", "policy top-1 accuracy", True),
     Metric("policy_top3", "policy top-3 accuracy", True),
     Metric("policy_ce", "policy cross-entropy", False),
+    Metric("stalemate_top1", "stalemating top-1 rate", False),
     Metric("value_mae", "value MAE", False),
     Metric("value_huber", "value Huber loss", False),
     Metric("wdl_acc", "W/D/L accuracy (value)", True),
@@ -95,6 +98,10 @@ def _batch_values(net: ChessNet, batch: dict, *, teacher_mix: float,
     v["policy_top1"] = (top[:, 0].float() * has_move, has_move)
     v["policy_top3"] = (top.any(-1).float() * has_move, has_move)
     v["policy_ce"] = (ce * has_move, has_move)
+    stalemate = t["stalemate"]
+    has_stalemate = (stalemate >= 0).any(-1).float()
+    picks = (stalemate == logits.argmax(-1, keepdim=True)).any(-1).float()
+    v["stalemate_top1"] = (picks * has_stalemate, has_stalemate)
 
     value = out["value"].float()
     has_value = t["value_mask"].float()
