@@ -61,11 +61,12 @@ WORK_VERSION = 6
 #: memory, at parse and at merge), so a range of any size, such as a whole compressed
 #: file, is never held at once.
 PIECE_RECORDS = 1 << 18
-#: Columns a piece leaves out: the label masks (160 of a record's ~306 bytes) and the
-#: stalemating moves are computed again from the planes at merge (records.add_labels)
-#: rather than shuffled, compressed, decompressed and unshuffled on the way through the
-#: work directory.
-PIECE_OMITS = ("labels", "stalemate_moves")  # = records.LABEL_COLUMNS
+#: Columns a piece leaves out: the label masks (160 of a record's ~306 bytes) are
+#: computed again from the planes at merge rather than shuffled,
+#: compressed, decompressed and unshuffled on the way through the work directory. (The
+#: stalemating moves, 4x slower to find and nearly all NO_MOVE, are found by the
+#: parallel tasks and kept.)
+PIECE_OMITS = ("labels",)
 #: Validation games are those with ``game_id % VAL_BUCKETS`` under a threshold.
 VAL_BUCKETS = 1_000_000
 WORK = ".work"
@@ -183,15 +184,31 @@ def piece_path(work: Path, key: str, index: int) -> Path:
     return work / f"{key}.{index:06d}.piece"
 
 
-def read_pieces(work: Path, key: str) -> Iterator[schema.Block]:
-    """The blocks of a finished part, one at a time, labels computed."""
-    from dataengine.records import add_labels
+def read_piece(work: Path, key: str, index: int) -> schema.Block:
+    """Piece `index` of a finished part, its labels computed."""
+    import labelers
 
-    info = json.loads(part_paths(work, key)[0].read_text())
-    for index in range(info["pieces"]):
-        path = piece_path(work, key, index)
-        block = schema.decode_block(path.read_bytes(), str(path), omit=PIECE_OMITS)
-        yield add_labels(block)
+    path = piece_path(work, key, index)
+    block = schema.decode_block(path.read_bytes(), str(path), omit=PIECE_OMITS)
+    block["labels"] = labelers.label_boards(block["planes"], parallel=False)
+    return block
+
+
+def read_pieces(work: Path, key: str, pool: ThreadPoolExecutor | None = None
+                ) -> Iterator[schema.Block]:
+    """The blocks of a finished part, one at a time, labels computed. With `pool`, the
+    next piece is read while the caller works on this one (zstd and the numba kernels
+    release the GIL): two pieces in memory at most."""
+    pieces = json.loads(part_paths(work, key)[0].read_text())["pieces"]
+    if pool is None:
+        for index in range(pieces):
+            yield read_piece(work, key, index)
+        return
+    ahead = pool.submit(read_piece, work, key, 0) if pieces else None
+    for index in range(pieces):
+        block = ahead.result()
+        ahead = pool.submit(read_piece, work, key, index + 1) if index + 1 < pieces else None
+        yield block
 
 
 def run_task(task: Task, work: str, root: str | None = None) -> dict:
@@ -553,6 +570,7 @@ def merge(
         for old in (out / split).glob("shard-*.tar") if (out / split).exists() else []:
             old.unlink()
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    reader = ThreadPoolExecutor(max_workers=1)  # the next piece, while this one is written
     writers = {s: ShardWriter(out, s, cfg, pool) for s in schema.SPLITS}
     val_zarr = ValZarrWriter(out / VAL_ZARR, int(per_bucket[:threshold].sum()))
     skip_counts, note_counts, first = Counter(), Counter(), []
@@ -565,7 +583,7 @@ def merge(
             per_file[task.file_id]["notes" if kept else "skipped"] += count
         first += task_skips["first"][: max(0, cfg.skip_log_limit - len(first))]
         per_file[task.file_id]["positions"] += size
-        for block in read_pieces(work, task.key):
+        for block in read_pieces(work, task.key, reader):
             m = schema.block_len(block)
             block = schema.take(block, np.asarray(keep[offset : offset + m]))
             offset += m
@@ -576,6 +594,7 @@ def merge(
             writers["val"].add(val)
             val_zarr.add(val)
 
+    reader.shutdown()
     splits = {}
     for split, writer in writers.items():
         shards = writer.close()

@@ -38,22 +38,9 @@ def canonical_castling(rights: np.ndarray, white_to_move: np.ndarray) -> np.ndar
     return (us_k | us_q << 1 | them_k << 2 | them_q << 3).astype(np.uint8)
 
 
-#: The columns :func:`add_labels` computes from the others.
-LABEL_COLUMNS = ("labels", "stalemate_moves")
-
-
-def add_labels(block: schema.Block) -> schema.Block:
-    """Compute a block's LABEL_COLUMNS from its planes, castling and en passant: the 20
-    SSL masks (labelers.label_boards) and the stalemating moves (labelers.stalemate)."""
-    block["labels"] = labelers.label_boards(block["planes"], parallel=False)
-    block["stalemate_moves"] = stalemate_moves(block["planes"], block["castling"],
-                                               block["ep_file"])
-    return block
-
-
 def units_to_block(units: list[Unit], file_id: int, *, labels: bool = True) -> schema.Block:
     """Columns for every position of `units` (bucket left at 0: assigned at merge;
-    ``labels=False``: the LABEL_COLUMNS left empty too, for whoever computes them later)."""
+    ``labels=False``: the label masks left at 0 too, for whoever computes them later)."""
     counts = np.array([len(u.turn) for u in units], dtype=np.int64)
     n = int(counts.sum())
     block = schema.empty_columns(n)
@@ -77,7 +64,9 @@ def units_to_block(units: list[Unit], file_id: int, *, labels: bool = True) -> s
     ep = flat("ep_square", np.int16)
     block["ep_file"] = np.where(ep >= 0, ep & 7, -1).astype(np.int8)
     if labels:
-        add_labels(block)
+        block["labels"] = labelers.label_boards(block["planes"], parallel=False)
+    block["stalemate_moves"] = stalemate_moves(block["planes"], block["castling"],
+                                               block["ep_file"])
     block["halfmove"] = np.minimum(flat("halfmove", np.int64), 0xFFFF).astype(np.uint16)
     block["ply"] = np.minimum(flat("ply", np.int64), 0xFFFF).astype(np.uint16)
 

@@ -19,7 +19,9 @@ The output is ``(N, MAX_STALEMATE_MOVES)`` uint16: the indices in ascending orde
 the lowest ``MAX_STALEMATE_MOVES``. ``tests/test_stalemate.py`` compares every
 position of the sample data and of random games with python-chess.
 
-The kernel generates our legal moves (castling and en passant included), plays each
+A position where eight or more of their pieces and pawns can move and are not pinned
+is answered at once (:func:`_too_free` says why no move can stalemate it). Otherwise
+the kernel generates our legal moves (castling and en passant included), plays each
 and asks whether the other side, not in check, has any legal move: its king's moves
 first, then every other piece's, each kept only if it leaves that king safe, so most
 positions answer at the first move tried. The other side's castling needs no look: a
@@ -33,7 +35,7 @@ from numba import njit
 
 from labelers import tables
 from labelers.boards import check_array
-from labelers.kernels import _bishop_attacks, _rook_attacks, _tzcnt
+from labelers.kernels import _bishop_attacks, _pinned, _rook_attacks, _tzcnt
 
 # The tables below are frozen into the compiled code and numba's cache does not see
 # labelers/tables.py: pin them, as labelers/kernels.py does.
@@ -219,12 +221,58 @@ def _index(frm, to, kind, promo):
 
 
 @njit(**_JIT)
+def _popcount(x):
+    n = 0
+    while x:
+        x &= x - _ONE
+        n += 1
+    return n
+
+
+@njit(**_JIT)
+def _too_free(bb, occ, theirs):
+    """True when no move of ours can leave the other side without a legal move: a
+    cheap bound that skips the move-by-move look in most positions.
+
+    Count their pieces that can move now and are not pinned: each knight or slider
+    with a square to go to, each pawn whose square in front is empty. After any move
+    of ours that does not give check, such a piece still has a legal move unless our
+    move took it (one piece at most), pinned it (a new pin runs on the line from their
+    king through a square our move changed: from, to, and the rook's two squares when
+    castling or the taken pawn's en passant, so four at most), or, for a pawn, landed
+    in front of it (the king's and the rook's squares when castling: two at most). A
+    knight keeps its squares (our pieces on them can be taken), a slider keeps at least
+    one (its ray now stops at our piece, which it can take). So with eight or more,
+    nothing we play stalemates them."""
+    pinned = _pinned(bb[_THEM + _K], theirs, occ, bb[_R] | bb[_Q], bb[_B] | bb[_Q])
+    free = _popcount((bb[_THEM + _P] & ~pinned) >> _U64(8) & ~occ)
+    for kind in range(_N, _K):
+        pieces = bb[_THEM + kind] & ~pinned
+        while pieces:
+            frm = _tzcnt(pieces)
+            pieces &= pieces - _ONE
+            if kind == _N:
+                reach = _KNIGHT_ATTACKS[frm]
+            elif kind == _B:
+                reach = _bishop_attacks(frm, occ)
+            elif kind == _R:
+                reach = _rook_attacks(frm, occ)
+            else:
+                reach = _rook_attacks(frm, occ) | _bishop_attacks(frm, occ)
+            if reach & ~theirs:
+                free += 1
+    return free >= 8
+
+
+@njit(**_JIT)
 def _position(bb, castling, ep_file, after, found):
     """The stalemating moves of one position into `found`; returns how many."""
     ours = bb[0] | bb[1] | bb[2] | bb[3] | bb[4] | bb[5]
     theirs = bb[6] | bb[7] | bb[8] | bb[9] | bb[10] | bb[11]
     occ = ours | theirs
     count = 0
+    if _too_free(bb, occ, theirs):
+        return 0
     for kind in range(_N, _K + 1):
         pieces = bb[kind]
         while pieces:

@@ -152,6 +152,46 @@ def test_policy_loss_ignores_missing_moves():
     assert float(losses.policy_loss(logits, none)) == 0.0  # not NaN
 
 
+def test_stalemate_loss_is_the_unlikelihood_of_the_stalemating_moves():
+    torch.manual_seed(3)
+    logits = torch.randn(4, policy.N_POLICY)
+    logits[3, 4671] = 15.0  # p ~ 1: the other branch of the loss
+    logits.requires_grad_(True)
+    moves = torch.tensor([[0, 7, 4000, -1, -1, -1, -1, -1],   # index 0 and padding (-1 -> 0)
+                          [-1] * 8,                            # none: not in the mean
+                          [12, -1, -1, -1, -1, -1, -1, -1],
+                          [4671, 3, -1, -1, -1, -1, -1, -1]])
+    loss = losses.stalemate_loss(logits, moves)
+    p = logits.detach().double().softmax(-1)
+    want = [-torch.log1p(-p[i, [m for m in row if m >= 0]].sum())
+            for i, row in enumerate(moves.tolist()) if max(row) >= 0]
+    assert float(loss.detach()) == pytest.approx(float(sum(want) / len(want)), rel=1e-5)
+    assert float(want[-1]) > 5  # the p ~ 1 row
+    loss.backward()
+    grad = logits.grad
+    for i, row in enumerate(moves.tolist()):  # the stalemating logits are pushed down
+        for m in row:
+            if m >= 0:
+                assert grad[i, m] > 0
+    assert (grad[1] == 0).all()  # a position without one takes no part
+    none = torch.full((4, 8), -1)
+    assert float(losses.stalemate_loss(logits, none)) == 0.0  # not NaN
+    # the same index twice counts once
+    twice = torch.tensor([[5, 5, -1, -1, -1, -1, -1, -1]])
+    once = torch.tensor([[5, -1, -1, -1, -1, -1, -1, -1]])
+    assert float(losses.stalemate_loss(logits[:1], twice)) == float(
+        losses.stalemate_loss(logits[:1], once))
+
+
+def test_stalemate_counts():
+    logits = torch.zeros(3, policy.N_POLICY)
+    logits[:, 10] = 1.0
+    moves = torch.tensor([[10, -1], [11, 12], [-1, -1]])
+    counts = losses.stalemate_counts(logits, moves)
+    assert {k: int(v) for k, v in counts.items()} == {"stalemate_n": 2, "stalemate_top1": 1}
+    assert losses.metrics_from_counts(counts)["stalemate_top1"] == pytest.approx(0.5)
+
+
 def test_value_loss_huber():
     target = torch.tensor([1.0, -1.0, 0.0, 1.0])
     zero = torch.zeros(4)

@@ -1,7 +1,7 @@
 """Compact record batches -> network inputs and training targets, on the batch's device.
 
 This module is the one place that defines what the network sees. The loader
-ships the stored columns almost as they are (280 bytes a position instead
+ships the stored columns almost as they are (296 bytes a position instead
 of 19 x 64 floats) and the expansion happens here, with tensor ops only, on
 whatever device the batch lives on: no Python loop over positions, no
 python-chess. On a CPU device, :func:`expand` runs the same arithmetic as one

@@ -147,9 +147,14 @@ def stalemate_loss(logits: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
     that throw a win away, which the cross-entropy weighs no more than any other."""
     logits = logits.float()
     valid = moves >= 0
-    hit = torch.zeros_like(logits).scatter_add_(1, moves.clamp_min(0), valid.to(logits.dtype))
-    rest = logits.masked_fill(hit > 0, float("-inf"))
-    per_row = torch.logsumexp(logits, dim=-1) - torch.logsumexp(rest, dim=-1)
+    hit = torch.zeros_like(logits).scatter_add_(1, moves.clamp_min(0), valid.to(logits.dtype)) > 0
+    everything = torch.logsumexp(logits, dim=-1)
+    # p itself where it is small (-log1p(-p) is exact there; a difference of two
+    # log-sum-exps would cancel), the log-sum-exp of the other moves where it is not;
+    # -1e4, not -inf: a row without a stalemating move keeps finite gradients (of 0)
+    p = torch.exp(torch.logsumexp(logits.masked_fill(~hit, -1e4), dim=-1) - everything)
+    rest = torch.logsumexp(logits.masked_fill(hit, float("-inf")), dim=-1)
+    per_row = torch.where(p < 0.5, -torch.log1p(-p.clamp_max(0.5)), everything - rest)
     rows = valid.any(dim=-1)
     return torch.where(rows, per_row, 0.0).sum() / rows.sum().clamp_min(1)
 

@@ -37,7 +37,8 @@ def _series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 #: Held-out panels: title -> metric (val_ema/<metric> and val_raw/<metric> drawn together).
 HELD_OUT_PANELS = {"held-out policy top-1": "policy_top1", "held-out policy CE": "policy_ce",
-                   "held-out value MAE": "value_mae", "held-out W/D/L accuracy": "wdl_acc"}
+                   "held-out value MAE": "value_mae", "held-out W/D/L accuracy": "wdl_acc",
+                   "held-out stalemating top-1": "stalemate_top1"}
 
 
 def plot(metrics: list[dict], out: Path) -> None:
@@ -50,7 +51,7 @@ def plot(metrics: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     keys = {k for m in metrics for k in m}
-    main = [k for k in ("policy", "value", "wdl", "ssl") if k in keys]
+    main = [k for k in ("policy", "value", "wdl", "stalemate", "ssl") if k in keys]
     tasks = sorted(k for k in keys if k.startswith("ssl_") and k != "ssl_scale")
     held = {title: key for title, key in HELD_OUT_PANELS.items()
             if f"val_ema/{key}" in keys or f"val_raw/{key}" in keys}

@@ -245,7 +245,7 @@ class ProgressWindow:
 def progress_message(step: int, steps: int, line: dict, device: torch.device) -> str:
     """The log line of a metrics line: losses, learning rate, speed, memory."""
     losses = " ".join(f"{k} {v:.4f}" for k, v in line.items()
-                      if k in ("policy", "value", "wdl", "ssl")
+                      if k in ("policy", "value", "wdl", "stalemate", "ssl")
                       or k.startswith("ssl_") and k != "ssl_scale")
     return (f"step {step}/{steps} ({100 * step / steps:.1f}%) {losses} | lr {line['lr']:.2e} | "
             f"{line['steps_per_s']:.1f} steps/s | mem {line['rss_mb']:.0f} MB | {device}")
