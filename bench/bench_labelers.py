@@ -29,8 +29,10 @@ sys.path.insert(0, str(REPO))
 
 import labelers  # noqa: E402
 from labelers import kernels, reference  # noqa: E402
+from labelers.stalemate import inputs_of_boards, stalemate_moves  # noqa: E402
 
 DEFAULT_PGN = REPO.parent / "shared" / "data" / "games" / "sf_selfplay_1500.pgn"
+TRAPS_EPD = REPO / "dataengine" / "sample_data" / "trap_playouts_20000.epd"
 
 
 class _MainlineBoards(chess.pgn.BaseVisitor):
@@ -141,7 +143,46 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, n_threads, rate in rows:
         print(f"| {name:<28} | {n_threads:>7} | {rate:>12,.0f} | {rate / ref:>11,.0f} |")
+    print()
+    stalemate_table(boards, args.reference_positions)
     return 0
+
+
+def _stalemating(board: chess.Board) -> list[chess.Move]:
+    """python-chess: the legal moves after which the other side is stalemated."""
+    out = []
+    for move in board.legal_moves:
+        board.push(move)
+        if board.is_stalemate():
+            out.append(move)
+        board.pop()
+    return out
+
+
+def stalemate_table(boards: list[chess.Board], reference_positions: int) -> None:
+    """labelers.stalemate on the games' positions (most answered by its bound) and on
+    won endgames played out (trap_playouts_20000.epd: the move-by-move look), one thread,
+    against python-chess on the first `reference_positions` of each."""
+    sets = [("games", boards)]
+    if TRAPS_EPD.exists():
+        with open(TRAPS_EPD, encoding="utf-8") as f:
+            sets.append(("endgames (trap playouts)",
+                         [chess.Board(" ".join(line.split()[:4]) + " 0 1") for line in f
+                          if line.strip() and not line.startswith("#")]))
+    print(f"| {'stalemate_moves on':<28} | {'positions':>9} | {'with one':>8} | "
+          f"{'positions/s':>12} | {'x reference':>11} |")
+    print(f"|{'-' * 30}|{'-' * 11}|{'-' * 10}|{'-' * 14}|{'-' * 13}|")
+    for name, these in sets:
+        inputs = inputs_of_boards(these)
+        stalemate_moves(*(a[:8] for a in inputs))  # compile or load the cache
+        found = stalemate_moves(*inputs)
+        rate = best_rate(lambda inputs=inputs: stalemate_moves(*inputs), len(these))
+        sample = these[:reference_positions]
+        ref = best_rate(lambda sample=sample: [_stalemating(b) for b in sample], len(sample),
+                        0.0, 1)
+        with_one = int((found[:, 0] != 0xFFFF).sum())
+        print(f"| {name:<28} | {len(these):>9,} | {with_one:>8,} | {rate:>12,.0f} | "
+              f"{rate / ref:>11,.0f} |")
 
 
 if __name__ == "__main__":

@@ -30,11 +30,12 @@ legal castling implies a legal king step onto the square next to the king.
 
 from __future__ import annotations
 
+import chess
 import numpy as np
 from numba import njit
 
 from labelers import tables
-from labelers.boards import check_array
+from labelers.boards import check_array, planes_from_board
 from labelers.kernels import _bishop_attacks, _pinned, _rook_attacks, _tzcnt
 
 # The tables below are frozen into the compiled code and numba's cache does not see
@@ -46,7 +47,7 @@ if tables.digest() != _TABLES_SHA256:
         f" {__file__} so that numba's cache of the stalemate kernel is renewed"
     )
 
-__all__ = ["MAX_STALEMATE_MOVES", "NO_MOVE", "stalemate_moves"]
+__all__ = ["MAX_STALEMATE_MOVES", "NO_MOVE", "inputs_of_boards", "stalemate_moves"]
 
 #: Stalemating moves kept per position (the stored column's width).
 MAX_STALEMATE_MOVES = 8
@@ -365,3 +366,19 @@ def stalemate_moves(planes: np.ndarray, castling: np.ndarray, ep_file: np.ndarra
     if n:
         _stalemate_kernel(planes, castling, ep_file, out)
     return out
+
+
+def inputs_of_boards(boards) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(planes, castling, ep_file) of python-chess boards for :func:`stalemate_moves`, each
+    in canonical orientation (mirrored when Black is to move)."""
+    boards = [b if b.turn == chess.WHITE else b.mirror() for b in boards]
+    planes = np.zeros((len(boards), 12), dtype=np.uint64)
+    castling = np.zeros(len(boards), dtype=np.uint8)
+    ep_file = np.full(len(boards), -1, dtype=np.int8)
+    for i, board in enumerate(boards):
+        planes[i] = planes_from_board(board)
+        castling[i] = (board.has_kingside_castling_rights(chess.WHITE)
+                       | board.has_queenside_castling_rights(chess.WHITE) << 1)
+        if board.has_legal_en_passant():
+            ep_file[i] = chess.square_file(board.ep_square)
+    return planes, castling, ep_file
