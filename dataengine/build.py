@@ -543,8 +543,11 @@ def val_threshold_of_counts(per_bucket: np.ndarray, cfg: BuildConfig) -> int:
 
 
 def merge(
-    files: list[InputFile], tasks: list[Task], out: Path, cfg: BuildConfig, quiet: bool
+    files: list[InputFile], tasks: list[Task], out: Path, cfg: BuildConfig, quiet: bool,
+    threads: int | None = None,
 ) -> manifests.Manifest:
+    """The parts -> shards, val.zarr and the manifest; blocks are compressed on `threads`
+    threads (default: every core)."""
     work = out / WORK
     ordered = sorted(tasks, key=lambda t: t.order)
 
@@ -569,7 +572,7 @@ def merge(
     for split in schema.SPLITS:  # stale shards of an earlier build must not linger
         for old in (out / split).glob("shard-*.tar") if (out / split).exists() else []:
             old.unlink()
-    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1)
     reader = ThreadPoolExecutor(max_workers=1)  # the next piece, while this one is written
     writers = {s: ShardWriter(out, s, cfg, pool) for s in schema.SPLITS}
     val_zarr = ValZarrWriter(out / VAL_ZARR, int(per_bucket[:threshold].sum()))
@@ -675,7 +678,11 @@ def build(
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     parse_all(tasks, work, workers, quiet, scheduler)
-    built = dataclasses.replace(merge(files, tasks, out, cfg, quiet), build_key=key)
+    # the merge compresses on as many threads as there are local workers, so that
+    # `workers` is the number of cores the build keeps busy (a cluster's workers are
+    # elsewhere: then every local core)
+    threads = None if scheduler else max(1, workers)
+    built = dataclasses.replace(merge(files, tasks, out, cfg, quiet, threads), build_key=key)
     manifests.write(out, built)
     manifest = built.to_json()
     if not keep_work:
@@ -705,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("inputs", nargs="+", help="input files or directories")
     ap.add_argument("--out", default="shards", help="output directory (default: shards)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                    help="parallel processes (default: all cores)")
+                    help="parallel processes, and the merge's compression threads (default: all cores)")
     ap.add_argument("--config", default=None,
                     help="YAML config whose `data:` section sets the build (default: built-in)")
     ap.add_argument("--scheduler", default=None, metavar="ADDRESS",
