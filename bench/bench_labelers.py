@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import labelers  # noqa: E402
+from dataengine.traps import stalemating_moves  # noqa: E402
 from labelers import kernels, reference  # noqa: E402
 from labelers.stalemate import inputs_of_boards, stalemate_moves  # noqa: E402
 
@@ -148,17 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _stalemating(board: chess.Board) -> list[chess.Move]:
-    """python-chess: the legal moves after which the other side is stalemated."""
-    out = []
-    for move in board.legal_moves:
-        board.push(move)
-        if board.is_stalemate():
-            out.append(move)
-        board.pop()
-    return out
-
-
 def stalemate_table(boards: list[chess.Board], reference_positions: int) -> None:
     """labelers.stalemate on the games' positions (most answered by its bound) and on
     won endgames played out (trap_playouts_20000.epd: the move-by-move look), one thread,
@@ -178,7 +168,7 @@ def stalemate_table(boards: list[chess.Board], reference_positions: int) -> None
         found = stalemate_moves(*inputs)
         rate = best_rate(lambda inputs=inputs: stalemate_moves(*inputs), len(these))
         sample = these[:reference_positions]
-        ref = best_rate(lambda sample=sample: [_stalemating(b) for b in sample], len(sample),
+        ref = best_rate(lambda sample=sample: [stalemating_moves(b) for b in sample], len(sample),
                         0.0, 1)
         with_one = int((found[:, 0] != 0xFFFF).sum())
         print(f"| {name:<28} | {len(these):>9,} | {with_one:>8,} | {rate:>12,.0f} | "

@@ -64,11 +64,7 @@ _JIT_INLINE = {**_JIT, "inline": "always"}
 # times slower). The cache does not see tables.py, so this file pins the tables'
 # digest; after changing a table, update it here.
 _TABLES_SHA256 = "30389b8d4fbc7f16c014c57bc2c3dc0bf0373574bfca76b78f84e14a2389d3db"
-if tables.digest() != _TABLES_SHA256:
-    raise ImportError(
-        f"labelers.tables changed (digest {tables.digest()}): update _TABLES_SHA256 in"
-        f" {__file__} so that numba's cache of these kernels is renewed"
-    )
+tables.require_digest(_TABLES_SHA256, __file__, "these kernels")
 
 N_MASKS = 20
 N_PLANES = 12

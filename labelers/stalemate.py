@@ -36,16 +36,12 @@ from numba import njit
 
 from labelers import tables
 from labelers.boards import check_array, planes_from_board
-from labelers.kernels import _bishop_attacks, _pinned, _rook_attacks, _tzcnt
+from labelers.kernels import _bishop_attacks, _piece_attacks, _pinned, _rook_attacks, _tzcnt
 
 # The tables below are frozen into the compiled code and numba's cache does not see
 # labelers/tables.py: pin them, as labelers/kernels.py does.
 _TABLES_SHA256 = "30389b8d4fbc7f16c014c57bc2c3dc0bf0373574bfca76b78f84e14a2389d3db"
-if tables.digest() != _TABLES_SHA256:
-    raise ImportError(
-        f"labelers.tables changed (digest {tables.digest()}): update _TABLES_SHA256 in"
-        f" {__file__} so that numba's cache of the stalemate kernel is renewed"
-    )
+tables.require_digest(_TABLES_SHA256, __file__, "the stalemate kernel")
 
 __all__ = ["MAX_STALEMATE_MOVES", "NO_MOVE", "inputs_of_boards", "stalemate_moves"]
 
@@ -61,7 +57,8 @@ _KNIGHT_ATTACKS = tables.KNIGHT_ATTACKS
 _KING_ATTACKS = tables.KING_ATTACKS
 _BIT = np.array([1 << s for s in range(64)], dtype=np.uint64)
 
-# plane indices of the canonical planes: ours 0-5, theirs 6-11
+# plane indices of the canonical planes: ours 0-5, theirs 6-11 (N..K are also the kinds
+# of labelers.kernels._piece_attacks)
 _P, _N, _B, _R, _Q, _K = 0, 1, 2, 3, 4, 5
 _THEM = 6
 
@@ -147,14 +144,7 @@ def _them_can_move(bb, ep):
         while pieces:
             frm = _tzcnt(pieces)
             pieces &= pieces - _ONE
-            if kind == _N:
-                reach = _KNIGHT_ATTACKS[frm]
-            elif kind == _B:
-                reach = _bishop_attacks(frm, occ)
-            elif kind == _R:
-                reach = _rook_attacks(frm, occ)
-            else:
-                reach = _rook_attacks(frm, occ) | _bishop_attacks(frm, occ)
+            reach = _piece_attacks(kind, frm, occ)
             reach &= ~theirs
             while reach:
                 to = _tzcnt(reach)
@@ -252,14 +242,7 @@ def _too_free(bb, occ, theirs):
         while pieces:
             frm = _tzcnt(pieces)
             pieces &= pieces - _ONE
-            if kind == _N:
-                reach = _KNIGHT_ATTACKS[frm]
-            elif kind == _B:
-                reach = _bishop_attacks(frm, occ)
-            elif kind == _R:
-                reach = _rook_attacks(frm, occ)
-            else:
-                reach = _rook_attacks(frm, occ) | _bishop_attacks(frm, occ)
+            reach = _piece_attacks(kind, frm, occ)
             if reach & ~theirs:
                 free += 1
     return free >= 8
@@ -279,16 +262,7 @@ def _position(bb, castling, ep_file, after, found):
         while pieces:
             frm = _tzcnt(pieces)
             pieces &= pieces - _ONE
-            if kind == _N:
-                reach = _KNIGHT_ATTACKS[frm]
-            elif kind == _B:
-                reach = _bishop_attacks(frm, occ)
-            elif kind == _R:
-                reach = _rook_attacks(frm, occ)
-            elif kind == _Q:
-                reach = _rook_attacks(frm, occ) | _bishop_attacks(frm, occ)
-            else:
-                reach = _KING_ATTACKS[frm]
+            reach = _piece_attacks(kind, frm, occ)
             reach &= ~ours
             while reach:
                 to = _tzcnt(reach)

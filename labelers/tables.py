@@ -198,3 +198,14 @@ def digest() -> str:
     ):
         sha.update(table.astype("<u8").tobytes())
     return sha.hexdigest()
+
+
+def require_digest(pinned: str, where: str, what: str) -> None:
+    """Refuse to import `where` (a module whose numba kernels freeze these tables into
+    their on-disk cache, which does not see this file) unless the tables still have
+    the digest it pinned; updating the pinned value renews that cache."""
+    if digest() != pinned:
+        raise ImportError(
+            f"labelers.tables changed (digest {digest()}): update _TABLES_SHA256 in"
+            f" {where} so that numba's cache of {what} is renewed"
+        )

@@ -58,11 +58,7 @@ REJECT = 1
 # The tables below are frozen into the compiled code and numba's cache does not see
 # labelers/tables.py: pin them, as labelers/kernels.py does.
 _TABLES_SHA256 = "30389b8d4fbc7f16c014c57bc2c3dc0bf0373574bfca76b78f84e14a2389d3db"
-if tables.digest() != _TABLES_SHA256:
-    raise ImportError(
-        f"labelers.tables changed (digest {tables.digest()}): update _TABLES_SHA256 in"
-        f" {__file__} so that numba's cache of the PGN decoder is renewed"
-    )
+tables.require_digest(_TABLES_SHA256, __file__, "the PGN decoder")
 
 _JIT = {"cache": True, "nogil": True}
 
