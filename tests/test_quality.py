@@ -77,6 +77,35 @@ def test_quality_trains_both_arms_and_prints_the_tables(shards, tmp_path):
     assert json.loads((out / "quality.json").read_text())["heldout"] == report["heldout"]
 
 
+def test_quality_with_two_seeds_pools_them_and_adds_an_interval_over_seeds(shards, tmp_path):
+    from bench.quality import ARMS, ROWS, T95, t_interval
+
+    out = tmp_path / "q"
+    printed = run_quality(shards, out, "--seeds", "2", "--seed", "3", "--games", "0")
+    seeds = {arm: [ckpt.load(out / arm / "final.pt")["config"]["train"]["seed"],
+                   ckpt.load(out / arm / "seed4" / "final.pt")["config"]["train"]["seed"]]
+             for arm in ARMS}
+    assert seeds == {"ssl": [3, 4], "no_ssl": [3, 4]}
+    report = json.loads((out / "quality.json").read_text())
+    assert report["seeds"] == [3, 4]
+    for weights in ("ema", "raw"):
+        for key, _, _ in ROWS:
+            row = report["heldout"][weights][key]
+            assert len(row["seed_diffs"]) == 2
+            lo, hi = row["ci95_seeds"]
+            mean = sum(row["seed_diffs"]) / 2
+            assert lo <= mean <= hi
+            if key == "policy_ce":  # pooled over seeds with equal denominators: the mean
+                assert row["diff"] == pytest.approx(mean, rel=1e-6, abs=1e-9)
+    assert "each seed" in printed and "95% CI over seeds" in printed
+    assert "seeds 3, 4 (figures pooled over them)" in printed
+    # the interval: mean -+ t(0.975, k - 1) sd / sqrt(k)
+    lo, hi = t_interval([1.0, 2.0, 3.0])
+    assert (lo + hi) / 2 == pytest.approx(2.0)
+    assert (hi - lo) / 2 == pytest.approx(T95[2] * 1.0 / 3 ** 0.5)
+    assert t_interval([1.0]) is None
+
+
 def test_quality_names_missing_shards(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--shards", str(tmp_path / "none")],
                           capture_output=True, text=True, timeout=120, cwd=naive.REPO)
