@@ -157,7 +157,7 @@ def stalemate_table(boards: list[chess.Board], reference_positions: int) -> None
     if TRAPS_EPD.exists():
         with open(TRAPS_EPD, encoding="utf-8") as f:
             sets.append(("endgames (trap playouts)",
-                         [chess.Board(" ".join(line.split()[:4]) + " 0 1") for line in f
+                         [chess.Board.from_epd(line)[0] for line in f
                           if line.strip() and not line.startswith("#")]))
     print(f"| {'stalemate_moves on':<28} | {'positions':>9} | {'with one':>8} | "
           f"{'positions/s':>12} | {'x reference':>11} |")

@@ -62,10 +62,10 @@ WORK_VERSION = 6
 #: file, is never held at once.
 PIECE_RECORDS = 1 << 18
 #: Columns a piece leaves out: the label masks (160 of a record's ~306 bytes) are
-#: computed again from the planes at merge rather than shuffled,
-#: compressed, decompressed and unshuffled on the way through the work directory. (The
-#: stalemating moves, 4x slower to find and nearly all NO_MOVE, are found by the
-#: parallel tasks and kept.)
+#: computed again from the planes at merge rather than shuffled, compressed,
+#: decompressed and unshuffled on the way through the work directory. (The stalemating
+#: moves, slower to find and nearly all NO_MOVE, are found by the parallel tasks and
+#: kept.)
 PIECE_OMITS = ("labels",)
 #: Validation games are those with ``game_id % VAL_BUCKETS`` under a threshold.
 VAL_BUCKETS = 1_000_000

@@ -128,9 +128,15 @@ def is_trap(board: chess.Board) -> bool:
             and bool(stalemating_moves(board)))
 
 
+def _tag(family: str) -> str:
+    """The family's prefix of random seeds and ids (none for ``heavy``, the first family,
+    whose positions and ids stay as they were)."""
+    return "trap" if family == "heavy" else f"trap {family}"
+
+
 def trap(seed: int, n: int, tries: int = 1000, family: str = "heavy") -> chess.Board | None:
     """Position n of `seed`: the first trap among `tries` candidates drawn from (seed, n)."""
-    rng = random.Random(f"trap {seed} {n}" if family == "heavy" else f"trap {family} {seed} {n}")
+    rng = random.Random(f"{_tag(family)} {seed} {n}")
     for _ in range(tries):
         board = candidate(rng, family)
         if is_trap(board):
@@ -166,8 +172,7 @@ def traps(out: str | Path, *, positions: int = 20000, seed: int = 0, nodes: int 
             dynamic_ncols=True)]
     for n, board in enumerate(drawn):
         if board is not None:
-            gid = f"trap s{seed} {n}" if family == "heavy" else f"trap {family} s{seed} {n}"
-            boards.setdefault(board.epd(), (gid, board))
+            boards.setdefault(board.epd(), (f"{_tag(family)} s{seed} {n}", board))
     t_draw = time.perf_counter() - t0
     answers, failed = analyse_all([(k, b.fen()) for k, (_, b) in boards.items()],
                                   engine_path, nodes, workers, timeout_s=TIMEOUT_S,

@@ -344,7 +344,8 @@ def stalemate_moves(planes: np.ndarray, castling: np.ndarray, ep_file: np.ndarra
 
 def inputs_of_boards(boards) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(planes, castling, ep_file) of python-chess boards for :func:`stalemate_moves`, each
-    in canonical orientation (mirrored when Black is to move)."""
+    in canonical orientation (mirrored when Black is to move); castling as the schema's
+    CASTLE_* bits (ours kingside, ours queenside, theirs kingside, theirs queenside)."""
     boards = [b if b.turn == chess.WHITE else b.mirror() for b in boards]
     planes = np.zeros((len(boards), 12), dtype=np.uint64)
     castling = np.zeros(len(boards), dtype=np.uint8)
@@ -352,7 +353,9 @@ def inputs_of_boards(boards) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for i, board in enumerate(boards):
         planes[i] = planes_from_board(board)
         castling[i] = (board.has_kingside_castling_rights(chess.WHITE)
-                       | board.has_queenside_castling_rights(chess.WHITE) << 1)
+                       | board.has_queenside_castling_rights(chess.WHITE) << 1
+                       | board.has_kingside_castling_rights(chess.BLACK) << 2
+                       | board.has_queenside_castling_rights(chess.BLACK) << 3)
         if board.has_legal_en_passant():
             ep_file[i] = chess.square_file(board.ep_square)
     return planes, castling, ep_file

@@ -20,10 +20,11 @@ import chess
 import numpy as np
 import pytest
 
-import labelers
 from dataengine import policy, readers, schema, views
 from dataengine.records import position_keys, units_to_block
-from labelers.stalemate import MAX_STALEMATE_MOVES, NO_MOVE, stalemate_moves
+from dataengine.traps import stalemating_moves
+from labelers import stalemate
+from labelers.stalemate import MAX_STALEMATE_MOVES, NO_MOVE, inputs_of_boards, stalemate_moves
 from tests.naive import SAMPLE, shared_data
 from tests.test_labelers import RANDOM_GAMES_SEED, random_boards, random_placements
 
@@ -37,32 +38,24 @@ SPARSE_POSITIONS = 20_000
 
 
 def reference(board: chess.Board) -> list[int]:
-    """python-chess: the first MAX_STALEMATE_MOVES of the ascending policy indices of the
-    legal moves of the (canonical, White to move) `board` that stalemate the other side."""
-    found = []
-    for move in board.legal_moves:
-        board.push(move)
-        if board.is_stalemate():
-            found.append(policy.move_to_index(move, chess.WHITE))
-        board.pop()
-    return sorted(found)[:MAX_STALEMATE_MOVES]
+    """python-chess (traps.stalemating_moves): the first MAX_STALEMATE_MOVES of the
+    ascending policy indices of the legal moves of the (canonical, White to move) `board`
+    that stalemate the other side."""
+    return every_stalemating_index(board)[:MAX_STALEMATE_MOVES]
+
+
+def every_stalemating_index(board: chess.Board) -> list[int]:
+    return sorted(policy.move_to_index(m, chess.WHITE) for m in stalemating_moves(board))
 
 
 def columns_of(boards: Iterable[chess.Board]) -> schema.Block:
-    """The kernel's inputs (planes, castling, ep_file) of canonical boards, made from
-    python-chess directly (the records path is checked on the sample data)."""
+    """A block of the kernel's inputs (planes, castling, ep_file) of canonical boards,
+    made from python-chess by labelers.stalemate.inputs_of_boards (the records path is
+    checked on the sample data)."""
     boards = list(boards)
     block = schema.empty_columns(len(boards))
     block["themes"] = np.full(len(boards), "")
-    for i, board in enumerate(boards):
-        block["planes"][i] = labelers.planes_from_board(board)
-        block["castling"][i] = (
-            schema.CASTLE_US_KING * board.has_kingside_castling_rights(chess.WHITE)
-            | schema.CASTLE_US_QUEEN * board.has_queenside_castling_rights(chess.WHITE)
-            | schema.CASTLE_THEM_KING * board.has_kingside_castling_rights(chess.BLACK)
-            | schema.CASTLE_THEM_QUEEN * board.has_queenside_castling_rights(chess.BLACK))
-        ep = board.ep_square if board.has_legal_en_passant() else None
-        block["ep_file"][i] = -1 if ep is None else chess.square_file(ep)
+    block["planes"], block["castling"], block["ep_file"] = inputs_of_boards(boards)
     return block
 
 
@@ -113,41 +106,34 @@ EDGE_CASES = [
 @pytest.mark.parametrize("fen, yes, no", EDGE_CASES)
 def test_edge_cases(fen, yes, no):
     board = chess.Board(fen)
-    got = stalemate_moves(*(columns_of([board])[k] for k in ("planes", "castling", "ep_file")))
+    got = stalemate_moves(*inputs_of_boards([board]))
     have = [int(m) for m in got[0] if m != NO_MOVE]
-    assert have == reference(board)
-    all_moves = sorted(policy.move_to_index(m, chess.WHITE) for m in board.legal_moves
-                       if _stalemates(board, m))
-    assert have == all_moves[:MAX_STALEMATE_MOVES]
+    every = every_stalemating_index(board)
+    assert have == every[:MAX_STALEMATE_MOVES]
     for uci in yes:
-        assert _stalemates(board, chess.Move.from_uci(uci)), uci
         index = policy.move_to_index(chess.Move.from_uci(uci), chess.WHITE)
-        assert index in have or len(all_moves) > MAX_STALEMATE_MOVES, uci
+        assert index in every, uci
+        assert index in have or len(every) > MAX_STALEMATE_MOVES, uci
     for uci in no:
         assert policy.move_to_index(chess.Move.from_uci(uci), chess.WHITE) not in have, uci
 
 
-def _stalemates(board: chess.Board, move: chess.Move) -> bool:
-    board.push(move)
-    try:
-        return board.is_stalemate()
-    finally:
-        board.pop()
-
-
 def test_more_moves_than_the_column_keeps_the_lowest():
     board = chess.Board("1k6/3Q4/1P6/8/8/3P4/8/R3K2R w KQ - 0 1")
-    every = sorted(policy.move_to_index(m, chess.WHITE) for m in board.legal_moves
-                   if _stalemates(board, m))
+    every = every_stalemating_index(board)
     assert len(every) > MAX_STALEMATE_MOVES
-    got = stalemate_moves(*(columns_of([board])[k] for k in ("planes", "castling", "ep_file")))
+    got = stalemate_moves(*inputs_of_boards([board]))
     assert got.dtype == np.uint16 and got.shape == (1, MAX_STALEMATE_MOVES)
     assert got[0].tolist() == every[:MAX_STALEMATE_MOVES]
 
 
+def test_the_kernels_plane_table_is_the_policy_encodings():
+    # labelers does not import dataengine: its copy of the queen-like and knight planes
+    np.testing.assert_array_equal(stalemate._PLANE.reshape(-1), policy._build_plane_of())
+
+
 def test_no_stalemate_gives_no_moves_and_empty_input_works():
-    got = stalemate_moves(*(columns_of([chess.Board()])[k]
-                            for k in ("planes", "castling", "ep_file")))
+    got = stalemate_moves(*inputs_of_boards([chess.Board()]))
     assert (got == NO_MOVE).all()
     empty = stalemate_moves(np.zeros((0, 12), np.uint64), np.zeros(0, np.uint8),
                             np.zeros(0, np.int8))

@@ -54,7 +54,7 @@ import torch
 from dataengine import schema
 
 __all__ = ["BATCH_COLUMNS", "EXPAND_COLUMNS", "ROW_BYTES", "ROW_LAYOUT", "check_batch",
-             "columns_of", "from_numpy", "to_rows"]
+           "columns_of", "from_numpy", "to_rows"]
 
 #: Column -> the torch dtype it is made as (widest first: the row layout's order).
 BATCH_COLUMNS: dict[str, torch.dtype] = {
@@ -78,7 +78,7 @@ _WIDER_OK = {"halfmove", "move", "teacher_move"}
 EXPAND_COLUMNS: tuple[str, ...] = tuple(c for c in BATCH_COLUMNS if c != "bucket")
 
 _NUMPY_OF = {torch.int64: np.int64, torch.int32: np.int32, torch.int16: np.int16,
-               torch.int8: np.int8, torch.uint8: np.uint8}
+             torch.int8: np.int8, torch.uint8: np.uint8}
 
 
 def _width(name: str) -> int:
@@ -126,7 +126,7 @@ def columns_of(rows: torch.Tensor) -> dict[str, torch.Tensor]:
     (n, 20) int64 for the bitboards, (n,) for the rest (dtypes of BATCH_COLUMNS)."""
     if rows.dtype != torch.uint8 or rows.dim() != 2 or rows.shape[1] != ROW_BYTES:
         raise ValueError(f"rows must be (n, {ROW_BYTES}) uint8, got {tuple(rows.shape)} "
-                           f"{rows.dtype}")
+                         f"{rows.dtype}")
     out = {}
     for name, dtype in BATCH_COLUMNS.items():
         offset, width = ROW_LAYOUT[name]
@@ -143,8 +143,8 @@ def from_numpy(block: schema.Block, device: torch.device | str | None = None) ->
     (torch.int64, torch.int32, [65535, 65535])
     """
     return {name: torch.from_numpy(np.ascontiguousarray(_as_numpy(np.asarray(block[name]),
-                                                                    name))).to(device)
-              for name in BATCH_COLUMNS}
+                                                                  name))).to(device)
+            for name in BATCH_COLUMNS}
 
 
 def check_batch(batch: dict, keys=None) -> int:
@@ -154,19 +154,19 @@ def check_batch(batch: dict, keys=None) -> int:
     n = None
     for name in EXPAND_COLUMNS if keys is None else keys:
         if name not in batch:
-              raise ValueError(f"batch is missing column {name!r} (has {sorted(batch)})")
+            raise ValueError(f"batch is missing column {name!r} (has {sorted(batch)})")
         t = batch[name]
         if not isinstance(t, torch.Tensor):
-              raise ValueError(f"batch[{name!r}] must be a torch.Tensor, got {type(t).__name__}")
+            raise ValueError(f"batch[{name!r}] must be a torch.Tensor, got {type(t).__name__}")
         dtypes = (BATCH_COLUMNS[name], *((torch.int64,) if name in _WIDER_OK else ()))
         if t.dtype not in dtypes:
-              wanted = " or ".join(str(d) for d in dtypes)
-              raise ValueError(f"batch[{name!r}] must be {wanted}, got {t.dtype} (see from_numpy)")
+            wanted = " or ".join(str(d) for d in dtypes)
+            raise ValueError(f"batch[{name!r}] must be {wanted}, got {t.dtype} (see from_numpy)")
         shape = tuple(schema.COLUMN_BY_NAME[name].shape)
         if t.dim() != 1 + len(shape) or tuple(t.shape[1:]) != shape:
-              raise ValueError(f"batch[{name!r}] must have shape (B, {shape}), got {tuple(t.shape)}")
+            raise ValueError(f"batch[{name!r}] must have shape (B, {shape}), got {tuple(t.shape)}")
         if n is None:
-              n = t.shape[0]
+            n = t.shape[0]
         elif t.shape[0] != n:
-              raise ValueError(f"batch[{name!r}] has {t.shape[0]} rows, expected {n}")
+            raise ValueError(f"batch[{name!r}] has {t.shape[0]} rows, expected {n}")
     return int(n or 0)
