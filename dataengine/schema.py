@@ -168,45 +168,52 @@ def encode_block(block: Block, level: int = ZSTD_LEVEL, omit: tuple[str, ...] = 
     ).compress(payload)
 
 
-@numba.njit(cache=True, nogil=True)
-def _shuffle_kernel(src: np.ndarray, n: int, width: int, itemsize: int) -> np.ndarray:
-    """uint8 bytes ordered (record, feature, byte) -> ordered (feature, byte, record)."""
-    row = width * itemsize
-    dst = np.empty_like(src)
-    for r0 in range(0, n, 128):  # tiles of records keep the reads in cache
-        r1 = min(n, r0 + 128)
-        for col in range(row):
-            base = col * n
-            for r in range(r0, r1):
-                dst[base + r] = src[r * row + col]
-    return dst
+_U64 = np.uint64
+_BYTE = _U64(0xFF)
 
 
 @numba.njit(cache=True, nogil=True)
-def _unshuffle_kernel(src: np.ndarray, n: int, width: int, itemsize: int) -> np.ndarray:
-    dst = np.empty_like(src)
-    row = width * itemsize
-    for r0 in range(0, n, 64):  # tiles of records keep the writes in cache
-        r1 = min(n, r0 + 64)
-        for f in range(width):
-            for b in range(itemsize):
-                base = (f * itemsize + b) * n
-                col = f * itemsize + b
-                for r in range(r0, r1):
-                    dst[r * row + col] = src[base + r]
+def _transpose8_kernel(src: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A (rows, cols) uint8 matrix, row-major, with both multiples of 8 -> its transpose,
+    row-major: 8 x 8 tiles, each read as eight uint64 words of its rows and written as
+    eight words of its columns."""
+    dst = np.empty(rows * cols, dtype=np.uint8)
+    s, d = src.view(np.uint64), dst.view(np.uint64)
+    cw, rw = cols // 8, rows // 8
+    for rb in range(rw):
+        i = rb * 8 * cw
+        for cb in range(cw):
+            x0, x1, x2, x3 = s[i + cb], s[i + cw + cb], s[i + 2 * cw + cb], s[i + 3 * cw + cb]
+            x4, x5, x6, x7 = (s[i + 4 * cw + cb], s[i + 5 * cw + cb], s[i + 6 * cw + cb],
+                              s[i + 7 * cw + cb])
+            for b in range(8):
+                sh = _U64(8 * b)
+                d[(cb * 8 + b) * rw + rb] = (
+                    (x0 >> sh) & _BYTE | ((x1 >> sh) & _BYTE) << _U64(8)
+                    | ((x2 >> sh) & _BYTE) << _U64(16) | ((x3 >> sh) & _BYTE) << _U64(24)
+                    | ((x4 >> sh) & _BYTE) << _U64(32) | ((x5 >> sh) & _BYTE) << _U64(40)
+                    | ((x6 >> sh) & _BYTE) << _U64(48) | ((x7 >> sh) & _BYTE) << _U64(56))
     return dst
+
+
+def _transpose_bytes(src: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The transpose of a (rows, cols) uint8 matrix given row-major, row-major (1-D): a
+    new, writable array (`src` may be a read-only buffer's)."""
+    if rows % 8 == 0 and cols % 8 == 0 and rows and cols:
+        return _transpose8_kernel(src, rows, cols)
+    return np.array(src.reshape(rows, cols).T, order="C").reshape(-1)
 
 
 def _shuffle(a: np.ndarray) -> bytes:
     """(n, width) -> bytes ordered (feature, byte, record)."""
     n, width = a.shape
     src = np.ascontiguousarray(a).view(np.uint8).reshape(-1)
-    return _shuffle_kernel(src, n, width, a.dtype.itemsize).tobytes()
+    return _transpose_bytes(src, n, width * a.dtype.itemsize).tobytes()
 
 
 def _unshuffle(buf, dtype: np.dtype, n: int, width: int) -> np.ndarray:
     src = np.frombuffer(buf, dtype=np.uint8)
-    return _unshuffle_kernel(src, n, width, dtype.itemsize).view(dtype).reshape(n, width)
+    return _transpose_bytes(src, width * dtype.itemsize, n).view(dtype).reshape(n, width)
 
 
 def _columns(header: dict, body: memoryview, name: str) -> Block:
