@@ -34,9 +34,16 @@ import os
 import shutil
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import (
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    as_completed,
+)
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -186,10 +193,20 @@ def piece_path(work: Path, key: str, index: int) -> Path:
 
 def read_piece(work: Path, key: str, index: int) -> schema.Block:
     """Piece `index` of a finished part, its labels computed."""
+    path = piece_path(work, key, index)
+    return decode_piece(path.read_bytes(), str(path))
+
+
+def encode_piece(block: schema.Block) -> bytes:
+    """Records on their way through the work directory: quickly compressed, no labels."""
+    return schema.encode_block(block, level=1, omit=PIECE_OMITS)
+
+
+def decode_piece(data: bytes, name: str) -> schema.Block:
+    """`encode_piece` undone, the labels computed again from the planes."""
     import labelers
 
-    path = piece_path(work, key, index)
-    block = schema.decode_block(path.read_bytes(), str(path), omit=PIECE_OMITS)
+    block = schema.decode_block(data, name, omit=PIECE_OMITS)
     block["labels"] = labelers.label_boards(block["planes"], parallel=False)
     return block
 
@@ -231,12 +248,11 @@ def run_task(task: Task, work: str, root: str | None = None) -> dict:
         block = units_to_block(units, task.file_id, labels=False)  # computed at merge
         keys.write(position_keys(block).astype("<u8").tobytes())
         games.write(block["game_id"].astype("<u8").tobytes())
-        atomic_write(piece_path(Path(work), task.key, pieces),
-                     schema.encode_block(block, level=1, omit=PIECE_OMITS))
+        atomic_write(piece_path(Path(work), task.key, pieces), encode_piece(block))
         pieces, records = pieces + 1, records + schema.block_len(block)
         units, positions = [], 0
 
-    items = readers.read(source, task.start, task.end, filters=task.filters)
+    items = readers.read(source, task.start, task.end, filters=task.filters, arrays=True)
     read = 0  # units and skips (not notes: they belong to the unit before them)
     try:
         with open(keys_tmp, "wb") as keys, open(games_tmp, "wb") as games:
@@ -299,7 +315,9 @@ def run_on_dask(todo: list[Task], work: Path, scheduler: str, workers: int, adva
 
 
 def parse_all(tasks: list[Task], work: Path, workers: int, quiet: bool,
-              scheduler: str | None = None) -> None:
+              scheduler: str | None = None, pool: Executor | None = None) -> None:
+    """Run the tasks whose part is not finished: on the Dask `scheduler`, else on `pool`
+    (processes), else here."""
     todo = [t for t in tasks if not part_paths(work, t.key)[0].exists()]
     done_bytes = sum(t.size for t in tasks) - sum(t.size for t in todo)
     bar = progress(
@@ -319,20 +337,29 @@ def parse_all(tasks: list[Task], work: Path, workers: int, quiet: bool,
     try:
         if scheduler:
             run_on_dask(todo, work, scheduler, workers, advance)
-        elif workers <= 1 or len(todo) <= 1:
+        elif pool is None or len(todo) <= 1:
             for t in todo:
                 advance(t, run_task(t, str(work)))
         else:
-            ctx = get_context("spawn")  # numba's threads and fork do not mix
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = {pool.submit(run_task, t, str(work)): t for t in todo}
-                for fut in as_completed(futures):
-                    advance(futures[fut], fut.result())
+            futures = {pool.submit(run_task, t, str(work)): t for t in todo}
+            for fut in as_completed(futures):
+                advance(futures[fut], fut.result())
     finally:
         bar.close()
 
 
 # ----------------------------------------------------------------------------- merge
+
+
+BlockCounts = tuple[int, list[int], list[int]]
+"""A block's records, and its records per bucket with and without a teacher eval."""
+
+
+def block_counts(block: schema.Block) -> BlockCounts:
+    buckets = np.bincount(block["bucket"], minlength=len(schema.BUCKETS))
+    teacher = (block["flags"] & schema.HAS_TEACHER_EVAL) != 0
+    t_counts = np.bincount(block["bucket"][teacher], minlength=len(schema.BUCKETS))
+    return schema.block_len(block), buckets.tolist(), t_counts.tolist()
 
 
 class ShardWriter:
@@ -369,18 +396,29 @@ class ShardWriter:
             self._write_shard()
         return self.shards
 
+    def add_encoded(self, data: bytes, counts: BlockCounts) -> None:
+        """A whole block (`block_records` records) encoded elsewhere (`merge_task`), in
+        its place in the stream: the records added before it filled their blocks."""
+        if self.buffer is not None:
+            raise AssertionError(f"{self.split}: an encoded block after "
+                                 f"{schema.block_len(self.buffer)} records of a partial one")
+        done: Future = Future()
+        done.set_result(data)
+        self._emit(done, counts)
+
     def _emit_block(self, block: schema.Block) -> None:
+        self._emit(self.pool.submit(schema.encode_block, block, self.cfg.zstd_level),
+                   block_counts(block))
+
+    def _emit(self, encoded: Future, counts: BlockCounts) -> None:
         key = f"{self.blocks_written:08d}"
         self.blocks_written += 1
-        future = self.pool.submit(schema.encode_block, block, self.cfg.zstd_level)
-        self.members.append((f"{key}.{schema.MEMBER_EXT}", future))
-        counts = np.bincount(block["bucket"], minlength=len(schema.BUCKETS))
-        teacher = (block["flags"] & schema.HAS_TEACHER_EVAL) != 0
-        t_counts = np.bincount(block["bucket"][teacher], minlength=len(schema.BUCKETS))
-        for name, c, t in zip(schema.BUCKETS, counts, t_counts, strict=True):
-            self.member_buckets[name] += int(c)
-            self.member_teacher[name] += int(t)
-        self.records_in_shard += schema.block_len(block)
+        self.members.append((f"{key}.{schema.MEMBER_EXT}", encoded))
+        records, buckets, teacher = counts
+        for name, c, t in zip(schema.BUCKETS, buckets, teacher, strict=True):
+            self.member_buckets[name] += c
+            self.member_teacher[name] += t
+        self.records_in_shard += records
         if len(self.members) == self.cfg.blocks_per_shard:
             self._write_shard()
 
@@ -542,67 +580,178 @@ def val_threshold_of_counts(per_bucket: np.ndarray, cfg: BuildConfig) -> int:
     return max(base, t)
 
 
+@dataclass(frozen=True)
+class MergeJob:
+    """One task's part at merge (`merge_task`), with what it needs of the whole build."""
+
+    work: str
+    key: str
+    offset: int  # index of the part's first record among all records read (keep.bool)
+    size: int  # the part's records, before the repeat cap
+    total: int  # all records read
+    threshold: int  # the validation split's game-id bucket threshold
+    train_start: int  # train records of the parts before this one
+    cfg: BuildConfig
+
+
+def merge_paths(work: Path, key: str) -> tuple[Path, Path]:
+    """A part's whole train blocks (encoded for the shards) and its validation pieces
+    (`encode_piece`), each file the blocks one after another, written by `merge_task`."""
+    return work / f"{key}.train.blocks", work / f"{key}.val.pieces"
+
+
+def merge_task(job: MergeJob) -> dict:
+    """One part's records at merge, on any process: the repeat cap, buckets and the
+    train/validation split; its train records cut at the build's block boundaries
+    (every `block_records` train records, counted from the first part's), the whole
+    blocks encoded for the shards into a file, the records before the first boundary
+    ("head") and after the last ("tail") returned for the merge to join with their
+    neighbours'; its validation records into a file of pieces. Returns the heads, tails,
+    and each file's block sizes (with each train block's counts)."""
+    work, cfg, size = Path(job.work), job.cfg, job.cfg.block_records
+    keep = np.memmap(work / spill.KEEP_NAME, dtype=bool, mode="r", shape=(job.total,)) \
+        if job.size else np.zeros(0, dtype=bool)
+    head_left = -job.train_start % size  # train records until the first boundary
+    heads: list[schema.Block] = []
+    pending: list[schema.Block] = []  # after the first boundary, under a block
+    pending_n = offset = 0
+    train_blocks, val_pieces = [], []
+    train_path, val_path = merge_paths(work, job.key)
+    train_tmp, val_tmp = (p.with_name(f".{p.name}.tmp") for p in (train_path, val_path))
+    with open(train_tmp, "wb") as train_file, open(val_tmp, "wb") as val_file:
+        for block in read_pieces(work, job.key):
+            m = schema.block_len(block)
+            block = schema.take(block, np.asarray(keep[job.offset + offset:
+                                                       job.offset + offset + m]))
+            offset += m
+            block["bucket"] = assign_buckets(block, cfg.buckets)
+            is_val = (block["game_id"] % np.uint64(VAL_BUCKETS)) < np.uint64(job.threshold)
+            if is_val.any():
+                data = encode_piece(schema.take(block, is_val))
+                val_file.write(data)
+                val_pieces.append(len(data))
+            train = schema.take(block, ~is_val)
+            if head_left:
+                cut = min(head_left, schema.block_len(train))
+                heads.append(schema.take(train, slice(0, cut)))
+                train, head_left = schema.take(train, slice(cut, None)), head_left - cut
+            if schema.block_len(train):
+                pending.append(train)
+                pending_n += schema.block_len(train)
+            if pending_n >= size:
+                rest = schema.concat_blocks(pending)
+                whole = pending_n - pending_n % size
+                for i in range(0, whole, size):
+                    full = schema.take(rest, slice(i, i + size))
+                    data = schema.encode_block(full, cfg.zstd_level)
+                    train_file.write(data)
+                    train_blocks.append((len(data), block_counts(full)))
+                pending = [schema.take(rest, slice(whole, None))] if whole < pending_n else []
+                pending_n -= whole
+    os.replace(train_tmp, train_path)
+    os.replace(val_tmp, val_path)
+    return {
+        "head": schema.concat_blocks(heads) if heads else None,
+        "tail": schema.concat_blocks(pending) if pending else None,
+        "train_blocks": train_blocks,
+        "val_pieces": val_pieces,
+    }
+
+
+def _in_order(jobs: list[MergeJob], pool: Executor | None, ahead: int) -> Iterator[dict]:
+    """`merge_task` of each job, in order: on `pool` with at most `ahead` jobs submitted
+    and not yet handed back (what they return waits in memory), else here."""
+    if pool is None:
+        yield from map(merge_task, jobs)
+        return
+    queue: deque[Future] = deque()
+    for job in jobs:
+        queue.append(pool.submit(merge_task, job))
+        if len(queue) >= ahead:
+            yield queue.popleft().result()
+    while queue:
+        yield queue.popleft().result()
+
+
 def merge(
     files: list[InputFile], tasks: list[Task], out: Path, cfg: BuildConfig, quiet: bool,
-    threads: int | None = None,
+    threads: int | None = None, pool: Executor | None = None,
 ) -> manifests.Manifest:
-    """The parts -> shards, val.zarr and the manifest; blocks are compressed on `threads`
-    threads (default: every core)."""
+    """The parts -> shards, val.zarr and the manifest. Each part's records are capped,
+    split and compressed by `merge_task`, on `pool` (processes) when given; this process
+    joins the blocks at the parts' edges and writes the shards in order, compressing the
+    joined and validation blocks on `threads` threads (default: every core)."""
     work = out / WORK
     ordered = sorted(tasks, key=lambda t: t.order)
 
     # pass 1: which records survive the repeat cap (every key, in input order, on disk:
-    # dataengine.spill), and the validation threshold from the kept records' game ids
+    # dataengine.spill), the validation threshold from the kept records' game ids, and
+    # then each part's kept train records (where its records fall in the train stream)
     key_files = [part_paths(work, t.key)[2] for t in ordered]
     sizes = [f.stat().st_size // 8 for f in key_files]
     keep = spill.keep_mask(key_files, cfg.max_repeats, work, cfg.spill_pairs)
-    per_bucket = np.zeros(VAL_BUCKETS, dtype=np.int64)
-    offset = 0
-    for task, size in zip(ordered, sizes, strict=True):
-        games = np.memmap(part_paths(work, task.key)[3], dtype="<u8", mode="r", shape=(size,)) \
-            if size else np.zeros(0, dtype="<u8")
+
+    def kept_games(task: Task, size: int, offset: int) -> Iterator[np.ndarray]:
+        if not size:
+            return
+        games = np.memmap(part_paths(work, task.key)[3], dtype="<u8", mode="r", shape=(size,))
         for i in range(0, size, PIECE_RECORDS):  # a slice at a time: bounded memory
             j = min(size, i + PIECE_RECORDS)
-            per_bucket += game_bucket_counts(games[i:j][keep[offset + i : offset + j]])
-        offset += size
-        del games
-    threshold = val_threshold_of_counts(per_bucket, cfg)
+            yield games[i:j][keep[offset + i : offset + j]]
 
-    # pass 2: buckets, split, blocks, shards
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).tolist()
+    per_bucket = np.zeros(VAL_BUCKETS, dtype=np.int64)
+    for task, size, offset in zip(ordered, sizes, offsets, strict=False):
+        for games in kept_games(task, size, offset):
+            per_bucket += game_bucket_counts(games)
+    threshold = val_threshold_of_counts(per_bucket, cfg)
+    train_start, jobs = 0, []
+    for task, size, offset in zip(ordered, sizes, offsets, strict=False):
+        jobs.append(MergeJob(str(work), task.key, offset, size, len(keep), threshold,
+                             train_start, cfg))
+        for games in kept_games(task, size, offset):
+            train_start += int(((games % np.uint64(VAL_BUCKETS)) >= np.uint64(threshold)).sum())
+
+    # pass 2: per part (merge_task), then blocks and shards here, in order
     for split in schema.SPLITS:  # stale shards of an earlier build must not linger
         for old in (out / split).glob("shard-*.tar") if (out / split).exists() else []:
             old.unlink()
-    pool = ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1)
-    reader = ThreadPoolExecutor(max_workers=1)  # the next piece, while this one is written
-    writers = {s: ShardWriter(out, s, cfg, pool) for s in schema.SPLITS}
+    compress = ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1)
+    writers = {s: ShardWriter(out, s, cfg, compress) for s in schema.SPLITS}
     val_zarr = ValZarrWriter(out / VAL_ZARR, int(per_bucket[:threshold].sum()))
     skip_counts, note_counts, first = Counter(), Counter(), []
     per_file = {i: Counter() for i in range(len(files))}
-    offset = 0
-    for task, size in zip(progress(ordered, desc="write", disable=quiet), sizes, strict=True):
+    results = _in_order(jobs, pool, ahead=2 * max(1, threads or 1))
+    for task, size, done in zip(progress(ordered, desc="write", disable=quiet), sizes, results,
+                                strict=True):
         task_skips = json.loads(part_paths(work, task.key)[1].read_text())
         for reason, kept, count in task_skips["counts"]:
             (note_counts if kept else skip_counts)[reason] += count
             per_file[task.file_id]["notes" if kept else "skipped"] += count
         first += task_skips["first"][: max(0, cfg.skip_log_limit - len(first))]
         per_file[task.file_id]["positions"] += size
-        for block in read_pieces(work, task.key, reader):
-            m = schema.block_len(block)
-            block = schema.take(block, np.asarray(keep[offset : offset + m]))
-            offset += m
-            block["bucket"] = assign_buckets(block, cfg.buckets)
-            is_val = (block["game_id"] % np.uint64(VAL_BUCKETS)) < np.uint64(threshold)
-            writers["train"].add(schema.take(block, ~is_val))
-            val = schema.take(block, is_val)
-            writers["val"].add(val)
-            val_zarr.add(val)
+        train_path, val_path = merge_paths(work, task.key)
+        with open(val_path, "rb") as f:
+            for nbytes in done["val_pieces"]:
+                val = decode_piece(f.read(nbytes), str(val_path))
+                writers["val"].add(val)
+                val_zarr.add(val)
+        train = writers["train"]
+        if done["head"] is not None:
+            train.add(done["head"])
+        with open(train_path, "rb") as f:
+            for nbytes, counts in done["train_blocks"]:
+                train.add_encoded(f.read(nbytes), counts)
+        if done["tail"] is not None:
+            train.add(done["tail"])
+        train_path.unlink()
+        val_path.unlink()
 
-    reader.shutdown()
     splits = {}
     for split, writer in writers.items():
         shards = writer.close()
         if split == schema.SPLITS[-1]:
-            pool.shutdown()
+            compress.shutdown()
         splits[split] = manifests.SplitEntry.of(shards)
     val_zarr.close()
     splits["val"] = dataclasses.replace(splits["val"], zarr=VAL_ZARR)
@@ -660,6 +809,17 @@ def is_up_to_date(out: Path, key: str) -> bool:
     ) and (out / VAL_ZARR).is_dir()
 
 
+@contextmanager
+def _process_pool(workers: int) -> Iterator[Executor | None]:
+    """`workers` spawned processes (numba's threads and fork do not mix), None for one:
+    then everything runs in this process."""
+    if workers <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        yield pool
+
+
 def build(
     inputs: list[str], out: str | Path, *, workers: int = 1, cfg: BuildConfig | None = None,
     force: bool = False, quiet: bool = False, keep_work: bool = False,
@@ -677,12 +837,14 @@ def build(
     work = out / WORK
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    parse_all(tasks, work, workers, quiet, scheduler)
-    # the merge compresses on as many threads as there are local workers, so that
-    # `workers` is the number of cores the build keeps busy (a cluster's workers are
-    # elsewhere: then every local core)
-    threads = None if scheduler else max(1, workers)
-    built = dataclasses.replace(merge(files, tasks, out, cfg, quiet, threads), build_key=key)
+    # `workers` local processes (spawned once, for the parse and the merge) and as many
+    # compression threads in the merge: the number of cores the build keeps busy (with
+    # a cluster the parse is elsewhere and the merge uses every local core)
+    local = (os.cpu_count() or 1) if scheduler else max(1, workers)
+    with _process_pool(local) as pool:
+        parse_all(tasks, work, workers, quiet, scheduler, pool)
+        merged = merge(files, tasks, out, cfg, quiet, local, pool)
+    built = dataclasses.replace(merged, build_key=key)
     manifests.write(out, built)
     manifest = built.to_json()
     if not keep_work:

@@ -49,10 +49,20 @@ def units_to_block(units: list[Unit], file_id: int, *, labels: bool = True) -> s
         return block
 
     def flat(attr: str, dtype) -> np.ndarray:
-        out = []
+        # a unit's column is a list (extended into one with its neighbours') or an array
+        chunks, pending = [], []
         for u in units:
-            out.extend(getattr(u, attr))
-        return np.asarray(out, dtype=dtype)
+            column = getattr(u, attr)
+            if isinstance(column, np.ndarray):
+                if pending:
+                    chunks.append(np.asarray(pending, dtype=dtype))
+                    pending = []
+                chunks.append(column.astype(dtype, copy=False))
+            else:
+                pending.extend(column)
+        if pending or not chunks:
+            chunks.append(np.asarray(pending, dtype=dtype))
+        return np.concatenate(chunks)
 
     def per_unit(values: list, dtype) -> np.ndarray:
         return np.repeat(np.asarray(values, dtype=dtype), counts)

@@ -27,6 +27,8 @@ import numpy as np
 
 from dataengine.records import repeat_keep_mask
 
+KEEP_NAME = "keep.bool"
+"""`keep_mask`'s file in the work directory (readable from any process)."""
 BUDGET = 1 << 24
 """(key, index) pairs in one partition, about 400 MB with the sort's own arrays."""
 PAIR = np.dtype([("key", "<u8"), ("index", "<i8")])
@@ -55,7 +57,7 @@ def keep_mask(key_files: Sequence[Path], max_repeats: int, work: Path,
               budget: int = BUDGET) -> np.ndarray:
     """For the records of `key_files` (little-endian uint64 keys, in input order), True
     for the first `max_repeats` copies of each key: a read-only memory map of
-    ``work/keep.bool`` (spill files under ``work/spill`` are removed when done)."""
+    ``work/KEEP_NAME`` (spill files under ``work/spill`` are removed when done)."""
     sizes = [Path(f).stat().st_size // 8 for f in key_files]
     total = sum(sizes)
     if total == 0:
@@ -83,7 +85,7 @@ def keep_mask(key_files: Sequence[Path], max_repeats: int, work: Path,
     finally:
         for h in handles:
             h.close()
-    out = Path(work) / "keep.bool"
+    out = Path(work) / KEEP_NAME
     tmp = out.with_name(f".{out.name}.tmp")
     keep = np.memmap(tmp, dtype=bool, mode="w+", shape=(total,))
     for path in paths:

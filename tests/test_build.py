@@ -386,14 +386,17 @@ def test_disk_full_while_writing_a_shard_leaves_no_partial_shard(tmp_path, monke
 
     written = []
 
-    def full_after_two_shards(path, data):
-        if Path(path).name.startswith("shard-") and len(written) >= 2:
+    def is_train_shard(path) -> bool:
+        return Path(path).name.startswith("shard-") and Path(path).parent.name == "train"
+
+    def full_after_two_shards(path, data):  # two train shards, whatever val wrote
+        if is_train_shard(path) and len(written) >= 2:
             def half(f):
                 f.write(data[: len(data) // 2])
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
             atomic_write_with(path, half)
         atomic_write_with(path, lambda f: f.write(data))
-        if Path(path).name.startswith("shard-"):
+        if is_train_shard(path):
             written.append(path)
 
     monkeypatch.setattr(build_module, "atomic_write", full_after_two_shards)

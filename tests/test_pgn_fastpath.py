@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dataengine.build import build
@@ -50,6 +51,16 @@ def read_both(path: Path) -> tuple[list, list]:
     return list(read_pgn(str(path), fast=True)), list(read_pgn(str(path), fast=False))
 
 
+def as_lists(item):
+    """A Unit whose columns are the fast path's numpy arrays (``arrays=True``, what the
+    build reads), with the arrays as lists of Python values (what the python-chess path
+    holds); anything else as it is."""
+    if not isinstance(item, Unit):
+        return item
+    columns = {f.name: getattr(item, f.name) for f in dataclasses.fields(Unit)}
+    return Unit(**{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in columns.items()})
+
+
 def assert_same_items(fast: list, slow: list, where: str) -> None:
     # repr too: it tells True from 1 and numpy integers from Python's
     assert len(fast) == len(slow), where
@@ -61,8 +72,11 @@ def assert_same_items(fast: list, slow: list, where: str) -> None:
 def test_sample_pgns_read_the_same(path, decoded):
     fast, slow = read_both(path)
     assert_same_items(fast, slow, path.name)
+    arrays = list(read_pgn(str(path), fast=True, arrays=True))
+    assert all(isinstance(u.move, np.ndarray) for u in arrays if isinstance(u, Unit))
+    assert_same_items([as_lists(u) for u in arrays], slow, f"{path.name}, arrays")
     games = sum(isinstance(u, Unit) for u in slow)
-    assert games >= 200 and decoded[0] == games, decoded
+    assert games >= 200 and decoded[0] == 2 * games, decoded  # both fast reads
 
 
 def test_shared_pgns_read_the_same(decoded):
@@ -111,7 +125,9 @@ def test_random_and_mutated_games_read_the_same(tmp_path, decoded):
     fp.write_pgn(path, texts)
     fast, slow = read_both(path)
     assert_same_items(fast, slow, path.name)
-    assert decoded[0] >= len(games) and decoded[1] >= 20, decoded
+    arrays = [as_lists(u) for u in read_pgn(str(path), fast=True, arrays=True)]
+    assert_same_items(arrays, slow, f"{path.name}, arrays")
+    assert decoded[0] >= len(games) * 2 and decoded[1] >= 40, decoded
     ranges = split_ranges(str(path), 16384)
     assert len(ranges) > 3
     for fast_on in (True, False):

@@ -125,7 +125,7 @@ class Format:
     """An input format: its kind, the file suffixes it is known by (before an optional
     compression suffix), its reader, and where its next unit starts at or after a byte
     offset of an uncompressed file (None: no unit starts there). `filtered`: its reader
-    takes ``filters=`` (a `dataengine.config.PgnFilters`)."""
+    takes ``filters=`` (a `dataengine.config.PgnFilters`) and ``arrays=`` (see `read`)."""
 
     kind: str
     suffixes: tuple[str, ...]
@@ -170,14 +170,16 @@ def detect_kind(path: str) -> str:
 
 
 def read(
-    path: str, start: int = 0, end: int | None = None, *, filters=None
+    path: str, start: int = 0, end: int | None = None, *, filters=None, arrays: bool = False
 ) -> Iterator[Unit | Skip | Note]:
     """Read `path` with the reader its name asks for (see `detect_kind`). `filters`
     (a `dataengine.config.PgnFilters`) go to the formats that take them (PGN); the
-    others ignore them."""
+    others ignore them. `arrays`: a Unit the numba PGN decoder made keeps its columns as
+    the decoder's numpy arrays instead of lists (the same values; what the build wants:
+    no Python object per position); other Units hold lists either way."""
     fmt = _format_of(path)
-    if filters is not None and fmt.filtered:
-        return fmt.read(path, start, end, filters=filters)
+    if fmt.filtered and (filters is not None or arrays):
+        return fmt.read(path, start, end, filters=filters, arrays=arrays)
     return fmt.read(path, start, end)
 
 

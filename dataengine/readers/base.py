@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import chess
+import numpy as np
 import zstandard
 
 Square = int
@@ -31,8 +32,9 @@ class Unit:
     """Positions that belong together (a game, a puzzle, an opening line, one
     FEN/EPD line) and are never split across train/validation.
 
-    Per-position columns are parallel lists, one entry per position
-    (``bitboards``: 8 entries per position), boards in python-chess's absolute
+    Per-position columns are parallel lists, or 1-D numpy arrays (the numba PGN
+    decoder's; the same values), one entry per position (``bitboards``: 8 entries per
+    position), boards in python-chess's absolute
     orientation BEFORE the target move.
     """
 
@@ -364,13 +366,18 @@ def _make_unit(
     )  # fmt: skip
 
 
-# UCI text of packed moves, for identities without a python-chess call per move.
+# UCI text of packed moves, for identities without a python-chess call per move: the
+# text of every packed move (from | to << 6 | promotion << 12), indexed by it.
 _UCI_SQUARES = [a + b for b in chess.SQUARE_NAMES for a in chess.SQUARE_NAMES]  # from | to << 6
 _UCI_PROMOTIONS = ("", "", "n", "b", "r", "q")
+_UCI_MOVES = [squares + promotion for promotion in _UCI_PROMOTIONS for squares in _UCI_SQUARES]
 
 
-def _uci_line(moves: list[int]) -> str:
-    return " ".join([_UCI_SQUARES[m & 4095] + _UCI_PROMOTIONS[m >> 12] for m in moves if m >= 0])
+def _uci_line(moves: list[int] | np.ndarray) -> str:
+    """The known moves (>= 0) as UCI text, space separated."""
+    known = moves[moves >= 0].tolist() if isinstance(moves, np.ndarray) else \
+        [m for m in moves if m >= 0]
+    return " ".join(map(_UCI_MOVES.__getitem__, known))
 
 
 

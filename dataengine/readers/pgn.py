@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 import chess
+import numpy as np
 
 from dataengine.readers import fastpgn
 from dataengine.readers.base import (
@@ -333,7 +334,7 @@ def _comment_open_after(line: bytes, in_comment: bool) -> bool:
 
 def read_pgn(
     path: str, start: int = 0, end: int | None = None, *, fast: bool | None = None,
-    filters: PgnFilters | None = None,
+    filters: PgnFilters | None = None, arrays: bool = False,
 ) -> Iterator[Unit | Skip | Note]:
     """Yield a Unit per mainline game of a PGN file (plain, .gz, .bz2, .zst) in file order.
 
@@ -344,13 +345,16 @@ def read_pgn(
     ranges that tile the file. `fast` (default `FAST`): try the numba decoder
     before python-chess; the output is the same either way. `filters`: games whose
     tags fail them are Skips (``filtered_*``), decided before their moves are read.
+    `arrays`: the Units of games the numba decoder read hold its numpy arrays, not lists.
     """
     _check_args(path, start, end)
-    return _read_pgn(os.fspath(path), start, end, FAST if fast is None else fast, filters)
+    return _read_pgn(os.fspath(path), start, end, FAST if fast is None else fast, filters,
+                     arrays)
 
 
 def _read_pgn(
-    path: str, start: int, end: int | None, fast: bool, filters: PgnFilters | None = None
+    path: str, start: int, end: int | None, fast: bool, filters: PgnFilters | None = None,
+    arrays: bool = False,
 ) -> Iterator[Unit | Skip | Note]:
     with _open(path) as f:
         if start:
@@ -371,7 +375,7 @@ def _read_pgn(
                 if _is_tag_line(line):
                     if not prev_tag:
                         if game_line:
-                            yield from _pgn_unit(path, game_line, tags, movetext, False, fast, filters)
+                            yield from _pgn_unit(path, game_line, tags, movetext, False, fast, filters, arrays)
                         if end is not None and offset >= end:
                             _mark_line(f, offset, lineno)  # where the next range starts
                             return
@@ -390,18 +394,18 @@ def _read_pgn(
                     continue  # escape line, or a comment line outside movetext
                 if not game_line or blank:  # movetext without tags: a game of its own
                     if game_line:
-                        yield from _pgn_unit(path, game_line, tags, movetext, False, fast, filters)
+                        yield from _pgn_unit(path, game_line, tags, movetext, False, fast, filters, arrays)
                     game_line, tags, movetext = lineno, [], []
                     blank = False
                 movetext.append(line)
                 in_comment = _comment_open_after(line, in_comment)
         except _Truncated as exc:
             if game_line:
-                yield from _pgn_unit(path, game_line, tags, movetext, True, fast, filters)
+                yield from _pgn_unit(path, game_line, tags, movetext, True, fast, filters, arrays)
             yield exc.skip(path)
             return
         if game_line:
-            yield from _pgn_unit(path, game_line, tags, movetext, True, fast, filters)
+            yield from _pgn_unit(path, game_line, tags, movetext, True, fast, filters, arrays)
         elif empty and not start:
             yield Skip("empty", path, 1, "the file is empty")
 
@@ -431,6 +435,7 @@ def _pgn_unit(
     at_eof: bool,
     fast: bool,
     filters: PgnFilters | None = None,
+    arrays: bool = False,
 ) -> list[Unit | Skip | Note]:
     """The game at `line`: [Skip], or [Unit] followed by a Note per change made to it."""
     movetext_bytes = b"".join(movetext_lines)
@@ -472,7 +477,7 @@ def _pgn_unit(
         if start is not None:
             decoded = fastpgn.decode_game(movetext_bytes, start)
             if decoded.status == fastpgn.OK:
-                return [_decoded_unit(headers, fen, line, decoded), *notes]
+                return [_decoded_unit(headers, fen, line, decoded, arrays), *notes]
     first_turn = board.turn
     cols = _Columns()
     try:
@@ -520,7 +525,7 @@ def _filtered(headers: dict[str, str], filters: PgnFilters) -> tuple[str, str] |
     return None
 
 
-def _identity(headers: dict[str, str], fen: str | None, moves: list[int]) -> str:
+def _identity(headers: dict[str, str], fen: str | None, moves: list[int] | np.ndarray) -> str:
     identity = "|".join(
         [headers.get(tag, "") for tag in _ROSTER] + ([fen] if fen is not None else [])
     )
@@ -528,16 +533,16 @@ def _identity(headers: dict[str, str], fen: str | None, moves: list[int]) -> str
 
 
 def _decoded_unit(
-    headers: dict[str, str], fen: str | None, line: int, decoded: fastpgn.Decoded
+    headers: dict[str, str], fen: str | None, line: int, decoded: fastpgn.Decoded,
+    arrays: bool = False,
 ) -> Unit:
     """The Unit of a game `fastpgn` accepted: its columns as Python lists, as `_make_unit`
-    makes them from the python-chess path."""
-    moves = decoded.move.tolist()
+    makes them from the python-chess path, or (`arrays`) the decoder's arrays of them."""
+    columns = (decoded.bitboards.reshape(-1), decoded.turn, decoded.castling,
+               decoded.ep_square, decoded.halfmove, np.arange(len(decoded.move)), decoded.move,
+               decoded.eval_cp, decoded.eval_mate, decoded.has_eval)
     return Unit(
-        "pgn", _identity(headers, fen, moves), line,
+        "pgn", _identity(headers, fen, decoded.move), line,
         _RESULTS.get(headers.get("Result", "*"), RESULT_UNKNOWN), 0, "",
-        decoded.bitboards.reshape(-1).tolist(), decoded.turn.tolist(),
-        decoded.castling.tolist(), decoded.ep_square.tolist(), decoded.halfmove.tolist(),
-        list(range(len(moves))), moves, decoded.eval_cp.tolist(), decoded.eval_mate.tolist(),
-        decoded.has_eval.tolist(),
+        *(columns if arrays else (c.tolist() for c in columns)),
     )  # fmt: skip
