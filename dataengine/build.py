@@ -15,10 +15,13 @@ Stages:
    ids, the skips (counted, the first ``skip_log_limit`` in full), and last the
    part's marker (atomically; a finished part is never redone, which is what
    makes an interrupted build resumable).
-3. **merge** (one process, deterministic): parts in input order, a piece at a
-   time; cap repeats of a position (keys spilled to disk: ``dataengine.spill``),
-   assign buckets, split train/val by game id, cut into blocks and shards, write
-   the zarr validation store (as it comes) and the manifest last.
+3. **merge** (deterministic): cap repeats of a position (keys spilled to disk:
+   ``dataengine.spill``), choose the validation games, and count each part's kept
+   train records; then each part, on the same processes (``merge_task``), a piece
+   at a time: its repeats dropped, buckets assigned, train/val split by game id,
+   its train records cut into blocks at the build's block boundaries and compressed;
+   this process joins the records at the parts' edges, writes the shards in order
+   and the zarr validation store (as it comes), and the manifest last.
 
 The result depends only on the inputs and the config, never on the number of
 workers or on interruptions.
