@@ -20,7 +20,8 @@ the lowest ``MAX_STALEMATE_MOVES``. ``tests/test_stalemate.py`` compares every
 position of the sample data and of random games with python-chess.
 
 A position where eight or more of their pieces and pawns can move and are not pinned
-is answered at once (:func:`_too_free` says why no move can stalemate it). Otherwise
+is answered at once (:func:`_free` says why no move can stalemate it), and so is each
+move of ours that leaves one of those pieces untouched. Otherwise
 the kernel generates our legal moves (castling and en passant included), plays each
 and asks whether the other side, not in check, has any legal move: its king's moves
 first, then every other piece's, each kept only if it leaves that king safe, so most
@@ -55,6 +56,7 @@ _ZERO = _U64(0)
 _ONE = _U64(1)
 _KNIGHT_ATTACKS = tables.KNIGHT_ATTACKS
 _KING_ATTACKS = tables.KING_ATTACKS
+BETWEEN = tables.BETWEEN
 _BIT = np.array([1 << s for s in range(64)], dtype=np.uint64)
 
 # plane indices of the canonical planes: ours 0-5, theirs 6-11 (N..K are also the kinds
@@ -102,6 +104,27 @@ def _plane_table() -> np.ndarray:
 
 
 _PLANE = _plane_table()
+
+
+def _ray_table() -> np.ndarray:
+    """(a, b) -> the squares from a (excluded) through b to the board's edge when they
+    share a rank, file or diagonal, else 0."""
+    table = np.zeros((64, 64), dtype=np.uint64)
+    for sq in range(64):
+        f, r = sq & 7, sq >> 3
+        for df, dr in _DIRECTIONS:
+            ray = []
+            tf, tr = f + df, r + dr
+            while 0 <= tf < 8 and 0 <= tr < 8:
+                ray.append(8 * tr + tf)
+                tf, tr = tf + df, tr + dr
+            bits = sum(1 << t for t in ray)
+            for t in ray:
+                table[sq, t] = np.uint64(bits)
+    return table
+
+
+_RAY = _ray_table()
 
 
 @njit(**_JIT)
@@ -221,31 +244,42 @@ def _popcount(x):
 
 
 @njit(**_JIT)
-def _too_free(bb, occ, theirs):
-    """True when no move of ours can leave the other side without a legal move: a
-    cheap bound that skips the move-by-move look in most positions.
+def _free(bb, occ, theirs):
+    """Their pieces and pawns that can move now and are not pinned: each knight or
+    slider with a square to go to, each pawn whose square in front is empty.
 
-    Count their pieces that can move now and are not pinned: each knight or slider
-    with a square to go to, each pawn whose square in front is empty. After any move
-    of ours that does not give check, such a piece still has a legal move unless our
-    move took it (one piece at most), pinned it (a new pin runs on the line from their
-    king through a square our move changed: from, to, and the rook's two squares when
+    After a move of ours that does not give check, such a piece still has a legal move
+    unless our move took it, pinned it (a new pin runs on the line from their king
+    through a square our move changed: from, to, and the rook's two squares when
     castling or the taken pawn's en passant, so four at most), or, for a pawn, landed
     in front of it (the king's and the rook's squares when castling: two at most). A
     knight keeps its squares (our pieces on them can be taken), a slider keeps at least
     one (its ray now stops at our piece, which it can take). So with eight or more,
-    nothing we play stalemates them."""
+    nothing we play stalemates them (`_position`'s first bound), and a move that leaves
+    one of them alone does not either (`_leaves_one_free`)."""
     pinned = _pinned(bb[_THEM + _K], theirs, occ, bb[_R] | bb[_Q], bb[_B] | bb[_Q])
-    free = _popcount((bb[_THEM + _P] & ~pinned) >> _U64(8) & ~occ)
+    pawns = bb[_THEM + _P] & ~pinned
+    free = pawns & ~(occ << _U64(8))  # the square below a pawn of theirs is empty
     for kind in range(_N, _K):
         pieces = bb[_THEM + kind] & ~pinned
         while pieces:
             frm = _tzcnt(pieces)
             pieces &= pieces - _ONE
-            reach = _piece_attacks(kind, frm, occ)
-            if reach & ~theirs:
-                free += 1
-    return free >= 8
+            if _piece_attacks(kind, frm, occ) & ~theirs:
+                free |= _BIT[frm]
+    return free
+
+
+@njit(**_JIT)
+def _leaves_one_free(free, ksq, frm, to):
+    """Whether our move `frm` -> `to` (not castling, not en passant) leaves a piece of
+    `free` (see `_free`) untouched: not taken (on `to`), not on the line from their king
+    (on `ksq`) through `frm` (a pin uncovered) or between it and `to` (a pin made), not a
+    pawn with `to` in front of it."""
+    touched = _RAY[ksq, frm] | BETWEEN[ksq, to] | _BIT[to]
+    if to < 56:
+        touched |= _BIT[to + 8]
+    return (free & ~touched) != _ZERO
 
 
 @njit(**_JIT)
@@ -255,8 +289,10 @@ def _position(bb, castling, ep_file, after, found):
     theirs = bb[6] | bb[7] | bb[8] | bb[9] | bb[10] | bb[11]
     occ = ours | theirs
     count = 0
-    if _too_free(bb, occ, theirs):
+    free = _free(bb, occ, theirs)
+    if _popcount(free) >= 8:
         return 0
+    ksq = _tzcnt(bb[_THEM + _K])
     for kind in range(_N, _K + 1):
         pieces = bb[kind]
         while pieces:
@@ -267,6 +303,8 @@ def _position(bb, castling, ep_file, after, found):
             while reach:
                 to = _tzcnt(reach)
                 reach &= reach - _ONE
+                if _leaves_one_free(free, ksq, frm, to):
+                    continue
                 captured = to if theirs & _BIT[to] else -1
                 if _stalemates(bb, after, frm, to, kind, kind, captured, -1, -1):
                     found[count] = _index(frm, to, kind, kind)
@@ -301,6 +339,8 @@ def _position(bb, castling, ep_file, after, found):
         while tos:
             to = _tzcnt(tos)
             tos &= tos - _ONE
+            if _leaves_one_free(free, ksq, frm, to):
+                continue
             captured = to if theirs & _BIT[to] else -1
             last = _Q if to >= 56 else _P
             for promo in range(_P if last == _P else _N, last + 1):
