@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from numba import njit
 
 import labelers
 from dataengine import policy, schema
@@ -121,13 +122,34 @@ def position_keys(block: schema.Block) -> np.ndarray:
     return h
 
 
+_SLOT_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
+
+
 def repeat_keep_mask(keys: np.ndarray, max_repeats: int) -> np.ndarray:
     """True for the first `max_repeats` occurrences (in array order) of each key."""
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
-    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(keys)), 0))
-    rank = np.arange(len(keys)) - group_start
+    keys = np.ascontiguousarray(keys, dtype=np.uint64)
+    bits = max(4, (2 * len(keys) - 1).bit_length())  # the table at most half full
     keep = np.empty(len(keys), dtype=bool)
-    keep[order] = rank < max_repeats
+    _repeat_keep_kernel(keys, max(0, min(int(max_repeats), 1 << 30)), bits, keep)
     return keep
+
+
+@njit(cache=True, nogil=True)
+def _repeat_keep_kernel(keys, max_repeats, bits, keep):
+    """Count each key's copies as they come in an open-addressing table of 2**bits slots
+    (linear probing; a slot from the top bits of the key mixed, not the bits that
+    dataengine.spill's partitions share)."""
+    slots = 1 << bits
+    table = np.empty(slots, dtype=np.uint64)
+    seen = np.zeros(slots, dtype=np.int32)  # copies so far, up to max_repeats + 1; 0: free
+    shift, last = np.uint64(64 - bits), np.int64(slots - 1)
+    for i in range(len(keys)):
+        key = keys[i]
+        slot = np.int64(((key ^ (key >> np.uint64(29))) * _SLOT_MIX) >> shift)
+        while seen[slot] and table[slot] != key:
+            slot = (slot + 1) & last
+        if not seen[slot]:
+            table[slot] = key
+        keep[i] = seen[slot] < max_repeats
+        if seen[slot] <= max_repeats:
+            seen[slot] += 1

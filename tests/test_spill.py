@@ -33,3 +33,44 @@ def test_partitions_follow_the_budget():
     part = spill.partition_of(keys, 3)
     assert part.min() == 0 and part.max() == 7
     assert np.bincount(part).min() > 1000  # consecutive keys spread over partitions
+
+
+def dict_keep_mask(keys: np.ndarray, max_repeats: int) -> np.ndarray:
+    """The repeat cap as plainly as it can be said: count each key as it comes."""
+    seen: dict[int, int] = {}
+    keep = []
+    for key in keys.tolist():
+        keep.append(seen.get(key, 0) < max_repeats)
+        seen[key] = seen.get(key, 0) + 1
+    return np.array(keep, dtype=bool)
+
+
+@pytest.mark.parametrize("max_repeats", [0, 1, 2, 8, 1 << 40])
+def test_repeat_keep_mask_equals_counting(max_repeats):
+    rng = np.random.default_rng(max_repeats % 1000)
+    cases = [
+        np.zeros(0, dtype=np.uint64),
+        rng.integers(0, 2**64, 50_000, dtype=np.uint64),  # nearly all distinct
+        rng.integers(0, 300, 50_000).astype(np.uint64),  # ~170 copies of each
+        rng.integers(0, 300, 20_000).astype(np.uint64) << np.uint64(40),  # low bits all 0
+        np.full(1000, 2**64 - 1, dtype=np.uint64),
+    ]
+    for keys in cases:
+        np.testing.assert_array_equal(repeat_keep_mask(keys, max_repeats),
+                                      dict_keep_mask(keys, max_repeats))
+
+
+def test_repeat_keep_mask_on_the_sample_positions():
+    """Every position key of a build of the sample games, capped as the build caps them."""
+    from dataengine import readers
+    from dataengine.records import position_keys, units_to_block
+    from tests import naive
+
+    pgn = next(p for p in naive.SAMPLE_INPUTS if str(p).endswith(".pgn"))
+    units = [u for u in readers.read(str(pgn)) if isinstance(u, readers.Unit)]
+    keys = position_keys(units_to_block(units, 0, labels=False))
+    assert len(keys) > 20_000
+    for max_repeats in (1, 8):
+        want = dict_keep_mask(keys, max_repeats)
+        assert want.sum() < len(keys)  # the start position, at least, repeats
+        np.testing.assert_array_equal(repeat_keep_mask(keys, max_repeats), want)
