@@ -624,16 +624,15 @@ def merge_task(job: MergeJob) -> dict:
     with open(train_tmp, "wb") as train_file, open(val_tmp, "wb") as val_file:
         for block in read_pieces(work, job.key):
             m = schema.block_len(block)
-            block = schema.take(block, np.asarray(keep[job.offset + offset:
-                                                       job.offset + offset + m]))
+            kept = np.asarray(keep[job.offset + offset : job.offset + offset + m])
             offset += m
-            block["bucket"] = assign_buckets(block, cfg.buckets)
+            block["bucket"] = assign_buckets(block, cfg.buckets)  # (a record's own)
             is_val = (block["game_id"] % np.uint64(VAL_BUCKETS)) < np.uint64(job.threshold)
-            if is_val.any():
-                data = encode_piece(schema.take(block, is_val))
+            if (kept & is_val).any():
+                data = encode_piece(schema.take(block, kept & is_val))
                 val_file.write(data)
                 val_pieces.append(len(data))
-            train = schema.take(block, ~is_val)
+            train = schema.take(block, kept & ~is_val)
             if head_left:
                 cut = min(head_left, schema.block_len(train))
                 heads.append(schema.take(train, slice(0, cut)))
