@@ -16,11 +16,13 @@ Rows:
 - bytes per record all-in (target <= 24, aim 16),
 - each row's rate against the labelers alone (`labelers.label_boards`, one thread, on
   the same positions), and the hours a build of 100 M games (~7 G positions, a month
-  of Lichess) would take on one 16-core machine, from the share of the 1-worker time
-  that the 2-worker run did not shrink (Amdahl),
-- the full build at 1 and 2 workers on ``--copies`` copies of the PGN (no repeat cap), an
-  input large enough that process start-up and numba cache loads (~1 s a worker) do not
-  decide the 2-worker speed-up,
+  of Lichess) would take on one 16-core machine, from the share of a record's 1-worker
+  time that 2 workers did not shrink (Amdahl, on the slopes),
+- the full build at 1 and 2 workers on ``--copies`` copies of the PGN (no repeat cap) and
+  on a quarter of them: the 2-worker speed-up on the larger input, and per record
+  between the two sizes (the slope), which leaves out what a build pays once (process
+  start-up and numba cache loads, ~1 s a worker; the last task's tail) and is what a
+  build of Lichess size sees,
 - peak RSS of a build (`python -m dataengine.build --workers 1` in a child process:
   the sum over its process tree, sampled with psutil every 20 ms) on 1x, 4x and 16x
   inputs of random legal games (``--memory-games`` each, 120 plies at most, seeded,
@@ -222,8 +224,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pgn", nargs="?", type=Path, default=None,
                     help="PGN to time (default: the shared 1,500 games, else the sample's 200)")
-    ap.add_argument("--copies", type=int, default=8,
-                    help="copies of the PGN for the 1- and 2-worker build rows (default 8)")
+    ap.add_argument("--copies", type=int, default=32,
+                    help="copies of the PGN for the 1- and 2-worker build rows (default 32)")
     ap.add_argument("--memory-games", type=int, default=2500,
                     help="random games per 1x input of the peak-RSS table (0: no table)")
     args = ap.parse_args()
@@ -242,13 +244,17 @@ def main() -> None:
     n_b1, t_b1, c_b1, bpr = time_build(path, 1)
     n_b2, t_b2, _, _ = time_build(path, 2)
     n_lb, t_lb, c_lb = time_labelers(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        copies = Path(tmp) / "copies"
-        copies.mkdir()
-        for i in range(args.copies):
-            os.symlink(path.resolve(), copies / f"copy{i:03d}.pgn")
-        n_c1, t_c1, c_c1, _ = time_build(copies, 1)
-        n_c2, t_c2, _, _ = time_build(copies, 2)
+    small = max(1, args.copies // 4)  # the same builds on a quarter of the copies: the
+    with tempfile.TemporaryDirectory() as tmp:  # slope between them leaves out fixed costs
+        for count in (small, args.copies):
+            copies = Path(tmp) / f"copies{count}"
+            copies.mkdir()
+            for i in range(count):
+                os.symlink(path.resolve(), copies / f"copy{i:03d}.pgn")
+        n_s1, t_s1, c_s1, _ = time_build(Path(tmp) / f"copies{small}", 1)
+        n_s2, t_s2, _, _ = time_build(Path(tmp) / f"copies{small}", 2)
+        n_c1, t_c1, c_c1, _ = time_build(Path(tmp) / f"copies{args.copies}", 1)
+        n_c2, t_c2, _, _ = time_build(Path(tmp) / f"copies{args.copies}", 2)
     games = sum(1 for line in open(path, "rb") if line.startswith(b"[Event "))
     rows = [
         ("python-chess read_game (mainline)", n_pc, t_pc, c_pc),
@@ -257,6 +263,8 @@ def main() -> None:
         ("fastpgn split + decode_games", n_fp, t_fp, c_fp),
         ("full build, 1 worker", n_b1, t_b1, c_b1),
         ("full build, 2 workers", n_b2, t_b2, float("nan")),
+        (f"full build x{small}, 1 worker", n_s1, t_s1, c_s1),
+        (f"full build x{small}, 2 workers", n_s2, t_s2, float("nan")),
         (f"full build x{args.copies}, 1 worker", n_c1, t_c1, c_c1),
         (f"full build x{args.copies}, 2 workers", n_c2, t_c2, float("nan")),
         ("labelers alone (1 thread)", n_lb, t_lb, c_lb),
@@ -286,12 +294,19 @@ def main() -> None:
           "(target >= 1.8x)")
     print(f"{f'full build x{args.copies}, 1 worker, pos/s':<36} {rate_1:>10,.0f}    "
           "(target >= 300,000)")
-    # Amdahl from the two runs: t(w) = serial + parallel / w
-    parallel = max(0.0, 2 * (t_c1 - t_c2))
-    serial = max(0.0, t_c1 - parallel)
-    hours = (serial + parallel / 16) / n_c1 * 7e9 / 3600
-    print(f"{'100 M games (7 G pos), 16 cores, h':<36} {hours:>10.1f}    (Amdahl from the x"
-          f"{args.copies} runs: {serial / t_c1:.0%} of the 1-worker time does not shrink with "
+    # per record beyond the smaller input (the slope between the two sizes, which leaves
+    # out what a build pays once: process start-up, numba cache loads, the last task's
+    # tail); then Amdahl from the slopes: per record, serial + parallel / w
+    slope_1 = (t_c1 - t_s1) / (n_c1 - n_s1)
+    slope_2 = (t_c2 - t_s2) / (n_c2 - n_s2)
+    print(f"{f'2 workers vs 1, per record x{small} -> x{args.copies}':<36} "
+          f"{slope_1 / slope_2:>10.2f}x   (the slopes: {1 / slope_1:,.0f} / {1 / slope_2:,.0f} "
+          "pos/s)")
+    parallel = max(0.0, 2 * (slope_1 - slope_2))
+    serial = max(0.0, slope_1 - parallel)
+    hours = (serial + parallel / 16) * 7e9 / 3600
+    print(f"{'100 M games (7 G pos), 16 cores, h':<36} {hours:>10.1f}    (Amdahl from the "
+          f"slopes: {serial / slope_1:.0%} of a record's 1-worker time does not shrink with "
           "workers)")
     if args.memory_games:
         memory_table(args.memory_games)

@@ -58,6 +58,7 @@ from dataengine import readers, schema, spill
 from dataengine.buckets import assign_buckets
 from dataengine.config import BuildConfig, ConfigError, PgnFilters, load_build_config, to_dict
 from dataengine.fileio import atomic_write, sha256_file, tar_bytes
+from dataengine.memory import release_freed_memory
 from dataengine.progress import progress, tqdm
 from dataengine.shm import remove_stale_semaphores
 
@@ -284,6 +285,7 @@ def run_task(task: Task, work: str, root: str | None = None) -> dict:
         {"counts": [[r, k, c] for (r, k), c in counts.items()], "first": first}).encode())
     # the part file last: it is the marker that the task is complete
     atomic_write(part, json.dumps({"pieces": pieces, "records": records}).encode())
+    release_freed_memory()
     return {"key": task.key, "records": records,
             "skipped": sum(c for (_, kept), c in counts.items() if not kept)}
 
@@ -443,9 +445,9 @@ class ShardWriter:
         self.member_buckets, self.member_teacher = Counter(), Counter()
 
 
-VAL_CHUNK = 1 << 16
-"""Records per zarr chunk of the validation store (large chunks: zarr 3 is slow with
-small ones)."""
+VAL_CHUNK = 1 << 14
+"""Records per zarr chunk of the validation store (~5 MB of columns; zarr 3 is slow with
+small chunks, and the writer holds one chunk, and copies of it, at a time)."""
 
 
 class ValZarrWriter:
@@ -652,6 +654,7 @@ def merge_task(job: MergeJob) -> dict:
                 pending_n -= whole
     os.replace(train_tmp, train_path)
     os.replace(val_tmp, val_path)
+    release_freed_memory()
     return {
         "head": schema.concat_blocks(heads) if heads else None,
         "tail": schema.concat_blocks(pending) if pending else None,

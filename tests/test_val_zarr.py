@@ -11,7 +11,7 @@ import pytest
 import zarr
 
 from dataengine import schema
-from dataengine.build import ValZarrWriter, read_val_zarr, write_val_zarr
+from dataengine.build import VAL_CHUNK, ValZarrWriter, read_val_zarr, write_val_zarr
 
 THEMES = np.asarray(["", "mate mateIn2", "fork short", "endgame", "Ünïcode", "a", "b c"])
 
@@ -73,8 +73,8 @@ def test_pieces_give_the_store_of_the_whole_split(tmp_path, n):
 
 
 def test_the_default_chunk_is_what_the_build_wrote(tmp_path):
-    block = random_block(70_000, seed=7)  # more than one chunk of 65,536
-    reference_store(tmp_path / "ref.zarr", block, chunk=1 << 16)
+    block = random_block(VAL_CHUNK + 4000, seed=7)  # more than one chunk
+    reference_store(tmp_path / "ref.zarr", block, chunk=VAL_CHUNK)
     write_val_zarr(tmp_path / "one.zarr", block)
     assert tree(tmp_path / "one.zarr") == tree(tmp_path / "ref.zarr")
 
