@@ -58,7 +58,6 @@ from dataengine import readers, schema, spill
 from dataengine.buckets import assign_buckets
 from dataengine.config import BuildConfig, ConfigError, PgnFilters, load_build_config, to_dict
 from dataengine.fileio import atomic_write, sha256_file, tar_bytes
-from dataengine.memory import release_freed_memory
 from dataengine.progress import progress, tqdm
 from dataengine.shm import remove_stale_semaphores
 
@@ -285,7 +284,6 @@ def run_task(task: Task, work: str, root: str | None = None) -> dict:
         {"counts": [[r, k, c] for (r, k), c in counts.items()], "first": first}).encode())
     # the part file last: it is the marker that the task is complete
     atomic_write(part, json.dumps({"pieces": pieces, "records": records}).encode())
-    release_freed_memory()
     return {"key": task.key, "records": records,
             "skipped": sum(c for (_, kept), c in counts.items() if not kept)}
 
@@ -618,12 +616,18 @@ def merge_task(job: MergeJob) -> dict:
         if job.size else np.zeros(0, dtype=bool)
     head_left = -job.train_start % size  # train records until the first boundary
     heads: list[schema.Block] = []
-    pending: list[schema.Block] = []  # after the first boundary, under a block
-    pending_n = offset = 0
+    carry: schema.Block | None = None  # after the last whole block, under `size` records
+    offset = 0
     train_blocks, val_pieces = [], []
     train_path, val_path = merge_paths(work, job.key)
     train_tmp, val_tmp = (p.with_name(f".{p.name}.tmp") for p in (train_path, val_path))
     with open(train_tmp, "wb") as train_file, open(val_tmp, "wb") as val_file:
+
+        def whole_block(records: schema.Block) -> None:
+            data = schema.encode_block(records, cfg.zstd_level)
+            train_file.write(data)
+            train_blocks.append((len(data), block_counts(records)))
+
         for block in read_pieces(work, job.key):
             m = schema.block_len(block)
             kept = np.asarray(keep[job.offset + offset : job.offset + offset + m])
@@ -634,30 +638,29 @@ def merge_task(job: MergeJob) -> dict:
                 data = encode_piece(schema.take(block, kept & is_val))
                 val_file.write(data)
                 val_pieces.append(len(data))
-            train = schema.take(block, kept & ~is_val)
+            # the train records, taken from the piece a block at a time (no copy of them all)
+            train, at = np.flatnonzero(kept & ~is_val), 0
             if head_left:
-                cut = min(head_left, schema.block_len(train))
-                heads.append(schema.take(train, slice(0, cut)))
-                train, head_left = schema.take(train, slice(cut, None)), head_left - cut
-            if schema.block_len(train):
-                pending.append(train)
-                pending_n += schema.block_len(train)
-            if pending_n >= size:
-                rest = schema.concat_blocks(pending)
-                whole = pending_n - pending_n % size
-                for i in range(0, whole, size):
-                    full = schema.take(rest, slice(i, i + size))
-                    data = schema.encode_block(full, cfg.zstd_level)
-                    train_file.write(data)
-                    train_blocks.append((len(data), block_counts(full)))
-                pending = [schema.take(rest, slice(whole, None))] if whole < pending_n else []
-                pending_n -= whole
+                at = min(head_left, len(train))
+                heads.append(schema.take(block, train[:at]))
+                head_left -= at
+            if carry is not None and at < len(train):
+                more = min(size - schema.block_len(carry), len(train) - at)
+                carry = schema.concat_blocks([carry, schema.take(block, train[at : at + more])])
+                at += more
+                if schema.block_len(carry) == size:
+                    whole_block(carry)
+                    carry = None
+            while len(train) - at >= size:
+                whole_block(schema.take(block, train[at : at + size]))
+                at += size
+            if at < len(train):  # (carry is None: it would have taken these)
+                carry = schema.take(block, train[at:])
     os.replace(train_tmp, train_path)
     os.replace(val_tmp, val_path)
-    release_freed_memory()
     return {
         "head": schema.concat_blocks(heads) if heads else None,
-        "tail": schema.concat_blocks(pending) if pending else None,
+        "tail": carry,
         "train_blocks": train_blocks,
         "val_pieces": val_pieces,
     }

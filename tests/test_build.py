@@ -414,11 +414,3 @@ def test_disk_full_while_writing_a_shard_leaves_no_partial_shard(tmp_path, monke
             assert len(tar.getmembers()) == 2
     assert not (out / "manifest.json").exists()
 
-
-def test_release_freed_memory_works_where_glibc_is():
-    import platform
-
-    from dataengine.memory import release_freed_memory
-
-    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    assert release_freed_memory() is glibc

@@ -544,5 +544,7 @@ def _decoded_unit(
     return Unit(
         "pgn", _identity(headers, fen, decoded.move), line,
         _RESULTS.get(headers.get("Result", "*"), RESULT_UNKNOWN), 0, "",
-        *(columns if arrays else (c.tolist() for c in columns)),
+        # (copies: the decoder's arrays are views of buffers sized for the movetext's bytes,
+        # several times the positions, which a piece's Units would otherwise keep)
+        *((c.copy() for c in columns) if arrays else (c.tolist() for c in columns)),
     )  # fmt: skip
