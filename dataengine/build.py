@@ -344,7 +344,10 @@ def parse_all(tasks: list[Task], work: Path, workers: int, quiet: bool,
             for t in todo:
                 advance(t, run_task(t, str(work)))
         else:
-            futures = {pool.submit(run_task, t, str(work)): t for t in todo}
+            # the largest first, so that the last to finish is a small one (parts are
+            # keyed: the order they finish in changes nothing)
+            futures = {pool.submit(run_task, t, str(work)): t
+                       for t in sorted(todo, key=lambda t: -t.size)}
             for fut in as_completed(futures):
                 advance(futures[fut], fut.result())
     finally:
