@@ -885,7 +885,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("inputs", nargs="+", help="input files or directories")
     ap.add_argument("--out", default="shards", help="output directory (default: shards)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                    help="parallel processes, and the merge's compression threads (default: all cores)")
+                    help="processes for the parse and the merge, and the merge's compression threads (default: all cores)")
     ap.add_argument("--config", default=None,
                     help="YAML config whose `data:` section sets the build (default: built-in)")
     ap.add_argument("--scheduler", default=None, metavar="ADDRESS",
