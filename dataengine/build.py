@@ -214,21 +214,11 @@ def decode_piece(data: bytes, name: str) -> schema.Block:
     return block
 
 
-def read_pieces(work: Path, key: str, pool: ThreadPoolExecutor | None = None
-                ) -> Iterator[schema.Block]:
-    """The blocks of a finished part, one at a time, labels computed. With `pool`, the
-    next piece is read while the caller works on this one (zstd and the numba kernels
-    release the GIL): two pieces in memory at most."""
+def read_pieces(work: Path, key: str) -> Iterator[schema.Block]:
+    """The blocks of a finished part, one at a time, labels computed."""
     pieces = json.loads(part_paths(work, key)[0].read_text())["pieces"]
-    if pool is None:
-        for index in range(pieces):
-            yield read_piece(work, key, index)
-        return
-    ahead = pool.submit(read_piece, work, key, 0) if pieces else None
     for index in range(pieces):
-        block = ahead.result()
-        ahead = pool.submit(read_piece, work, key, index + 1) if index + 1 < pieces else None
-        yield block
+        yield read_piece(work, key, index)
 
 
 def run_task(task: Task, work: str, root: str | None = None) -> dict:
@@ -562,6 +552,11 @@ def val_threshold(game_ids: np.ndarray, cfg: BuildConfig) -> int:
     return val_threshold_of_counts(game_bucket_counts(game_ids), cfg)
 
 
+def is_val_game(game_ids: np.ndarray, threshold: int) -> np.ndarray:
+    """Whether each record's game is a validation game (`val_threshold`)."""
+    return (game_ids % np.uint64(VAL_BUCKETS)) < np.uint64(threshold)
+
+
 def game_bucket_counts(game_ids: np.ndarray) -> np.ndarray:
     """Records per game-id bucket (``game_id % VAL_BUCKETS``)."""
     return np.bincount((game_ids % np.uint64(VAL_BUCKETS)).astype(np.int64),
@@ -636,7 +631,7 @@ def merge_task(job: MergeJob) -> dict:
             kept = np.asarray(keep[job.offset + offset : job.offset + offset + m])
             offset += m
             block["bucket"] = assign_buckets(block, cfg.buckets)  # (a record's own)
-            is_val = (block["game_id"] % np.uint64(VAL_BUCKETS)) < np.uint64(job.threshold)
+            is_val = is_val_game(block["game_id"], job.threshold)
             if (kept & is_val).any():
                 data = encode_piece(schema.take(block, kept & is_val))
                 val_file.write(data)
@@ -710,18 +705,18 @@ def merge(
             j = min(size, i + PIECE_RECORDS)
             yield games[i:j][keep[offset + i : offset + j]]
 
-    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).tolist()
+    offsets = (np.cumsum(sizes, dtype=np.int64) - sizes).tolist()  # each part's first record
     per_bucket = np.zeros(VAL_BUCKETS, dtype=np.int64)
-    for task, size, offset in zip(ordered, sizes, offsets, strict=False):
+    for task, size, offset in zip(ordered, sizes, offsets, strict=True):
         for games in kept_games(task, size, offset):
             per_bucket += game_bucket_counts(games)
     threshold = val_threshold_of_counts(per_bucket, cfg)
     train_start, jobs = 0, []
-    for task, size, offset in zip(ordered, sizes, offsets, strict=False):
+    for task, size, offset in zip(ordered, sizes, offsets, strict=True):
         jobs.append(MergeJob(str(work), task.key, offset, size, len(keep), threshold,
                              train_start, cfg))
         for games in kept_games(task, size, offset):
-            train_start += int(((games % np.uint64(VAL_BUCKETS)) >= np.uint64(threshold)).sum())
+            train_start += int((~is_val_game(games, threshold)).sum())
 
     # pass 2: per part (merge_task), then blocks and shards here, in order
     for split in schema.SPLITS:  # stale shards of an earlier build must not linger

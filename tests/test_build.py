@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import chess
@@ -257,12 +256,6 @@ def test_small_pieces_build_the_same_bytes(tmp_path, monkeypatch):
     got = schema.concat_blocks(pieces)
     for name in [c.name for c in schema.COLUMNS] + ["themes"]:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # read ahead: the same blocks
-        ahead = list(build_module.read_pieces(work, tasks[0].key, pool))
-    assert len(ahead) == len(pieces)
-    for a, b in zip(ahead, pieces, strict=True):
-        for name in [c.name for c in schema.COLUMNS] + ["themes"]:
-            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     keys = np.fromfile(build_module.part_paths(work, tasks[0].key)[2], dtype="<u8")
     assert len(keys) == summary["records"]
 
