@@ -6,6 +6,8 @@ Positions are every mainline position of the shared sample games (or of seeded
 random play when the shared data is absent). Rows: ``label_boards`` on one
 thread and on all of numba's threads, and ``labelers.reference`` on the first
 ``N`` of the same positions; the last column is the speed over the reference.
+Then the same for ``labelers.stalemate`` and ``labelers.mates`` (the stored
+stalemating and mating moves), on the games and on won endgames played out.
 The kernels' first call (compilation, or loading numba's on-disk cache) is
 timed and printed on its own, before anything else is timed.
 """
@@ -29,7 +31,8 @@ sys.path.insert(0, str(REPO))
 
 import labelers  # noqa: E402
 from dataengine.traps import stalemating_moves  # noqa: E402
-from labelers import kernels, reference  # noqa: E402
+from labelers import kernels  # noqa: E402
+from labelers.mates import mate_moves  # noqa: E402
 from labelers.stalemate import inputs_of_boards, stalemate_moves  # noqa: E402
 
 DEFAULT_PGN = REPO.parent / "shared" / "data" / "games" / "sf_selfplay_1500.pgn"
@@ -144,31 +147,44 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, n_threads, rate in rows:
         print(f"| {name:<28} | {n_threads:>7} | {rate:>12,.0f} | {rate / ref:>11,.0f} |")
-    print()
-    stalemate_table(boards, args.reference_positions)
-    return 0
-
-
-def stalemate_table(boards: list[chess.Board], reference_positions: int) -> None:
-    """labelers.stalemate on the games' positions (most answered by its bound) and on
-    won endgames played out (trap_playouts_20000.epd: the move-by-move look), one thread,
-    against python-chess on the first `reference_positions` of each."""
     sets = [("games", boards)]
     if TRAPS_EPD.exists():
         with open(TRAPS_EPD, encoding="utf-8") as f:
             sets.append(("endgames (trap playouts)",
                          [chess.Board.from_epd(line)[0] for line in f
                           if line.strip() and not line.startswith("#")]))
-    print(f"| {'stalemate_moves on':<28} | {'positions':>9} | {'with one':>8} | "
+    for kernel, reference in ((stalemate_moves, stalemating_moves), (mate_moves, mating_moves)):
+        print()
+        moves_table(sets, kernel, reference, args.reference_positions)
+    return 0
+
+
+def mating_moves(board: chess.Board) -> list[chess.Move]:
+    """python-chess: the legal moves of the side to move that checkmate the other side."""
+    mates = []
+    for move in board.legal_moves:
+        board.push(move)
+        if board.is_checkmate():
+            mates.append(move)
+        board.pop()
+    return mates
+
+
+def moves_table(sets, kernel, reference, reference_positions: int) -> None:
+    """`kernel` (labelers.stalemate or labelers.mates) on the games' positions (most
+    answered by its bound or its check filter) and on won endgames played out
+    (trap_playouts_20000.epd), one thread, against its python-chess `reference` on the
+    first `reference_positions` of each."""
+    print(f"| {kernel.__name__ + ' on':<28} | {'positions':>9} | {'with one':>8} | "
           f"{'positions/s':>12} | {'x reference':>11} |")
     print(f"|{'-' * 30}|{'-' * 11}|{'-' * 10}|{'-' * 14}|{'-' * 13}|")
     for name, these in sets:
         inputs = inputs_of_boards(these)
-        stalemate_moves(*(a[:8] for a in inputs))  # compile or load the cache
-        found = stalemate_moves(*inputs)
-        rate = best_rate(lambda inputs=inputs: stalemate_moves(*inputs), len(these))
+        kernel(*(a[:8] for a in inputs))  # compile or load the cache
+        found = kernel(*inputs)
+        rate = best_rate(lambda inputs=inputs: kernel(*inputs), len(these))
         sample = these[:reference_positions]
-        ref = best_rate(lambda sample=sample: [stalemating_moves(b) for b in sample], len(sample),
+        ref = best_rate(lambda sample=sample: [reference(b) for b in sample], len(sample),
                         0.0, 1)
         with_one = int((found[:, 0] != 0xFFFF).sum())
         print(f"| {name:<28} | {len(these):>9,} | {with_one:>8,} | {rate:>12,.0f} | "

@@ -68,14 +68,17 @@ def distinct(block: schema.Block) -> schema.Block:
     return schema.take(block, np.sort(first))
 
 
-def assert_agrees(block: schema.Block, source: str, stored: bool = False) -> int:
+def assert_agrees(block: schema.Block, source: str, stored: bool = False, *,
+                  kernel=stalemate_moves, column: str = "stalemate_moves",
+                  reference=reference, what: str = "a stalemating move") -> int:
     """The kernel (or, with `stored`, the block's own column) equals the reference on
-    every distinct position of `block`; returns how many had a stalemating move."""
+    every distinct position of `block`; returns how many had `what`. The keywords name
+    another kernel of the same shape (test_mates)."""
     block = distinct(block)
     n = schema.block_len(block)
     assert n > 0, f"no {source} positions"
-    got = (block["stalemate_moves"] if stored else
-           stalemate_moves(block["planes"], block["castling"], block["ep_file"]))
+    got = (block[column] if stored else
+           kernel(block["planes"], block["castling"], block["ep_file"]))
     with_moves = 0
     for i in range(n):
         board = views.canonical_board(block, i)
@@ -83,7 +86,7 @@ def assert_agrees(block: schema.Block, source: str, stored: bool = False) -> int
         have = [int(m) for m in got[i] if m != NO_MOVE]
         assert have == want, f"{source}: {board.fen()!r}: kernel {have}, python-chess {want}"
         with_moves += bool(want)
-    print(f"{source}: {n} distinct positions, {with_moves} with a stalemating move, agree")
+    print(f"{source}: {n} distinct positions, {with_moves} with {what}, agree")
     return with_moves
 
 

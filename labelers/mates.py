@@ -1,0 +1,206 @@
+"""The moves that checkmate the opponent, computed with numba bitboards.
+
+A training target beside :mod:`labelers.stalemate`'s: for each canonical position
+(the side to move is White, see :mod:`labelers.boards`), the policy indices
+(:mod:`dataengine.policy`) of the legal moves after which the other side is in
+check and has no legal move. The trainer pulls the policy towards them (the
+``mate`` loss) and the held-out evaluation reports how often the highest logit is
+one: a raw policy that plays its best move against a weak opponent missed 187 of
+268 mates in one in 100 games of a 10,000-step network, and drew 14 of those
+games by repetition or stalemate (README).
+
+>>> import labelers
+>>> from labelers.mates import mate_moves
+>>> planes = labelers.planes_from_fens(["6k1/5ppp/8/8/8/8/8/R5K1 w - - 0 1"])
+>>> out = mate_moves(planes, np.zeros(1, np.uint8), np.full(1, -1, np.int8))
+>>> [int(i) for i in out[0] if i != NO_MOVE]  # Ra8#
+[6]
+
+The output is ``(N, MAX_MATE_MOVES)`` uint16: the indices in ascending order,
+``NO_MOVE`` (0xFFFF) after them; a position with more mating moves (rare) keeps the
+lowest ``MAX_MATE_MOVES``. ``tests/test_mates.py`` compares every position of the
+sample data and of random games with python-chess.
+
+Only moves that can give check are played: a move of a piece alone between their
+king and a slider of ours (a discovered check), a move whose piece attacks their king
+from its target square given the occupancy before the move, a promotion whose new
+piece does so with its pawn's square empty, castling and en passant. That set holds
+every checking move: a piece that moves along a line to their king was not checking
+before, so its old square is not between its new one and the king (a pawn that
+promotes is the exception, hence the empty square). Each candidate is played on a
+copy of the bitboards and kept when it is legal, gives check and leaves the other
+side without a legal move (:func:`labelers.stalemate._them_can_move`, whose
+king-safety test holds in check).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from labelers import tables
+from labelers.boards import check_array
+from labelers.kernels import _piece_attacks, _pinned, _tzcnt
+from labelers.stalemate import (
+    _BIT,
+    _DOWN_ATTACKS,
+    _JIT,
+    _UP_ATTACKS,
+    NO_MOVE,
+    _attacked,
+    _index,
+    _them_can_move,
+    inputs_of_boards,
+)
+
+# The tables are frozen into the compiled code and numba's cache does not see
+# labelers/tables.py: pin them, as labelers/kernels.py does.
+_TABLES_SHA256 = "30389b8d4fbc7f16c014c57bc2c3dc0bf0373574bfca76b78f84e14a2389d3db"
+tables.require_digest(_TABLES_SHA256, __file__, "the mate kernel")
+
+__all__ = ["MAX_MATE_MOVES", "NO_MOVE", "inputs_of_boards", "mate_moves"]
+
+#: Mating moves kept per position (the stored column's width).
+MAX_MATE_MOVES = 8
+
+_U64 = np.uint64
+_ZERO = _U64(0)
+_ONE = _U64(1)
+_KNIGHT_ATTACKS = tables.KNIGHT_ATTACKS
+_P, _N, _B, _R, _Q, _K = 0, 1, 2, 3, 4, 5
+_THEM = 6
+
+
+@njit(**_JIT)
+def _mates(bb, after, frm, to, kind, promo, captured, rook_from, rook_to):
+    """Play our move on a copy (`after`) of `bb`; True when it is legal, gives check and
+    leaves the other side without a legal move. Arguments as
+    :func:`labelers.stalemate._stalemates`'."""
+    for i in range(12):
+        after[i] = bb[i]
+    if captured >= 0:
+        for i in range(_THEM, _THEM + 6):
+            after[i] &= ~_BIT[captured]
+    after[kind] &= ~_BIT[frm]
+    after[promo] |= _BIT[to]
+    if rook_from >= 0:
+        after[_R] ^= _BIT[rook_from] | _BIT[rook_to]
+    occ = _ZERO
+    for i in range(12):
+        occ |= after[i]
+    if _attacked(_tzcnt(after[_K]), after, occ, _THEM, _ZERO):
+        return False  # illegal: our king is left in check
+    if not _attacked(_tzcnt(after[_THEM + _K]), after, occ, 0, _ZERO):
+        return False  # no check: no mate
+    ep = to - 8 if kind == _P and to - frm == 16 else -1
+    return not _them_can_move(after, ep)
+
+
+@njit(**_JIT)
+def _checking_squares(kind, ksq, occ):
+    """The squares from which a piece of ours of `kind` (not the king) attacks `ksq`."""
+    if kind == _P:
+        return _DOWN_ATTACKS[ksq]  # our pawns attacking sq stand on _DOWN_ATTACKS[sq]
+    return _piece_attacks(kind, ksq, occ)
+
+
+@njit(**_JIT)
+def _position(bb, castling, ep_file, after, found):
+    """The mating moves of one position into `found`; returns how many."""
+    ours = bb[0] | bb[1] | bb[2] | bb[3] | bb[4] | bb[5]
+    theirs = bb[6] | bb[7] | bb[8] | bb[9] | bb[10] | bb[11]
+    occ = ours | theirs
+    ksq = _tzcnt(bb[_THEM + _K])
+    # ours alone between their king and a slider of ours: every move of one uncovers check
+    discover = _pinned(bb[_THEM + _K], ours, occ, bb[_R] | bb[_Q], bb[_B] | bb[_Q])
+    count = 0
+    for kind in range(_N, _K + 1):
+        direct = _checking_squares(kind, ksq, occ) if kind != _K else _ZERO
+        pieces = bb[kind] if direct & ~ours else bb[kind] & discover
+        while pieces:
+            frm = _tzcnt(pieces)
+            pieces &= pieces - _ONE
+            reach = _piece_attacks(kind, frm, occ) & ~ours
+            if not discover & _BIT[frm]:
+                reach &= direct
+            while reach:
+                to = _tzcnt(reach)
+                reach &= reach - _ONE
+                captured = to if theirs & _BIT[to] else -1
+                if _mates(bb, after, frm, to, kind, kind, captured, -1, -1):
+                    found[count] = _index(frm, to, kind, kind)
+                    count += 1
+    # castling (the rook may give check): as labelers.stalemate's
+    if castling & 3 and bb[_K] & _BIT[4] and not _attacked(4, bb, occ, _THEM, _ZERO):
+        if castling & 1 and bb[_R] & _BIT[7] and not occ & (_BIT[5] | _BIT[6]):
+            if not _attacked(5, bb, occ, _THEM, _ZERO):
+                if _mates(bb, after, 4, 6, _K, _K, -1, 7, 5):
+                    found[count] = _index(4, 6, _K, _K)
+                    count += 1
+        if castling & 2 and bb[_R] & _BIT[0] and not occ & (_BIT[1] | _BIT[2] | _BIT[3]):
+            if not _attacked(3, bb, occ, _THEM, _ZERO):
+                if _mates(bb, after, 4, 2, _K, _K, -1, 0, 3):
+                    found[count] = _index(4, 2, _K, _K)
+                    count += 1
+    pawns = bb[_P]
+    ep = 40 + ep_file if ep_file >= 0 else -1
+    while pawns:
+        frm = _tzcnt(pawns)
+        pawns &= pawns - _ONE
+        tos = _UP_ATTACKS[frm] & theirs
+        if not occ & _BIT[frm + 8]:  # a pawn is never on the last rank: frm + 8 < 64
+            tos |= _BIT[frm + 8]
+            if frm < 16 and not occ & _BIT[frm + 16]:
+                tos |= _BIT[frm + 16]
+        if ep >= 0 and _UP_ATTACKS[frm] & _BIT[ep]:
+            if _mates(bb, after, frm, ep, _P, _P, ep - 8, -1, -1):
+                found[count] = _index(frm, ep, _P, _P)
+                count += 1
+        uncovers = (discover & _BIT[frm]) != _ZERO
+        while tos:
+            to = _tzcnt(tos)
+            tos &= tos - _ONE
+            captured = to if theirs & _BIT[to] else -1
+            if to < 56:
+                if uncovers or _DOWN_ATTACKS[ksq] & _BIT[to]:
+                    if _mates(bb, after, frm, to, _P, _P, captured, -1, -1):
+                        found[count] = _index(frm, to, _P, _P)
+                        count += 1
+                continue
+            for promo in range(_N, _Q + 1):
+                # the new piece may check along the line through the square it leaves
+                if uncovers or _checking_squares(promo, ksq, occ & ~_BIT[frm]) & _BIT[to]:
+                    if _mates(bb, after, frm, to, _P, promo, captured, -1, -1):
+                        found[count] = _index(frm, to, _P, promo)
+                        count += 1
+    return count
+
+
+@njit(**_JIT)
+def _mate_kernel(planes, castling, ep_file, out):
+    after = np.empty(12, dtype=np.uint64)
+    found = np.empty(256, dtype=np.int64)  # a position has at most 218 legal moves
+    for i in range(planes.shape[0]):
+        count = _position(planes[i], castling[i], ep_file[i], after, found)
+        kept = np.sort(found[:count])
+        for j in range(out.shape[1]):
+            out[i, j] = kept[j] if j < count else NO_MOVE
+
+
+def mate_moves(planes: np.ndarray, castling: np.ndarray, ep_file: np.ndarray) -> np.ndarray:
+    """``(N, MAX_MATE_MOVES)`` uint16: each canonical position's mating moves as ascending
+    policy indices, NO_MOVE after them. Arguments as
+    :func:`labelers.stalemate.stalemate_moves`' (planes ``(N, 12)`` uint64, castling
+    ``(N,)`` uint8 CASTLE_* bits, ep_file ``(N,)`` int8); positions are trusted to be
+    valid, with one king a side."""
+    check_array("planes", planes, np.uint64, 2, 12)
+    n = planes.shape[0]
+    castling = np.ascontiguousarray(castling, dtype=np.uint8)
+    ep_file = np.ascontiguousarray(ep_file, dtype=np.int8)
+    if castling.shape != (n,) or ep_file.shape != (n,):
+        raise ValueError(f"castling and ep_file must have shape ({n},), got "
+                         f"{castling.shape} and {ep_file.shape}")
+    out = np.empty((n, MAX_MATE_MOVES), dtype=np.uint16)
+    if n:
+        _mate_kernel(planes, castling, ep_file, out)
+    return out
