@@ -58,6 +58,7 @@ ARM_LABELS = {"ssl": "SSL", "no_ssl": "no SSL"}
 WEIGHTS = ("ema", "raw")
 #: (metric key, label, digits) of the held-out table, in order
 ROWS = [("policy_top1", "policy top-1", 4), ("policy_ce", "policy CE", 4),
+        ("mate_top1", "mate-in-one top-1", 4),
         ("value_mae", "value MAE", 4), ("wdl_acc", "W/D/L accuracy", 4),
         ("threat_f1", "threat F1", 4), ("pin_f1", "pin F1", 4), ("fork_f1", "fork F1", 4),
         ("pawn_structure_f1", "pawn_structure F1", 4),

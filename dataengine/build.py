@@ -71,11 +71,11 @@ WORK_VERSION = 6
 #: memory, at parse and at merge), so a range of any size, such as a whole compressed
 #: file, is never held at once.
 PIECE_RECORDS = 1 << 18
-#: Columns a piece leaves out: the label masks (160 of a record's ~306 bytes) are
+#: Columns a piece leaves out: the label masks (160 of a record's 320 bytes) are
 #: computed again from the planes at merge rather than shuffled, compressed,
 #: decompressed and unshuffled on the way through the work directory. (The stalemating
-#: moves, slower to find and nearly all NO_MOVE, are found by the parallel tasks and
-#: kept.)
+#: and mating moves, slower to find and nearly all NO_MOVE, are found by the parallel
+#: tasks and kept.)
 PIECE_OMITS = ("labels",)
 #: Validation games are those with ``game_id % VAL_BUCKETS`` under a threshold.
 VAL_BUCKETS = 1_000_000

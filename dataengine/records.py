@@ -14,6 +14,7 @@ from numba import njit
 import labelers
 from dataengine import policy, schema
 from dataengine.readers import RESULT_UNKNOWN, Unit
+from labelers.mates import mate_moves
 from labelers.stalemate import stalemate_moves
 
 # python-chess castling rights are a mask of rook squares
@@ -78,6 +79,7 @@ def units_to_block(units: list[Unit], file_id: int, *, labels: bool = True) -> s
         block["labels"] = labelers.label_boards(block["planes"], parallel=False)
     block["stalemate_moves"] = stalemate_moves(block["planes"], block["castling"],
                                                block["ep_file"])
+    block["mate_moves"] = mate_moves(block["planes"], block["castling"], block["ep_file"])
     block["halfmove"] = np.minimum(flat("halfmove", np.int64), 0xFFFF).astype(np.uint16)
     block["ply"] = np.minimum(flat("ply", np.int64), 0xFFFF).astype(np.uint16)
 

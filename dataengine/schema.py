@@ -33,9 +33,10 @@ import numba
 import numpy as np
 import zstandard
 
+from labelers.mates import MAX_MATE_MOVES
 from labelers.stalemate import MAX_STALEMATE_MOVES
 
-FORMAT_VERSION = 2  # 2: the stalemate_moves column
+FORMAT_VERSION = 3  # 2: the stalemate_moves column; 3: mate_moves
 LABEL_SPEC_VERSION = 1  # the version of labelers/LABELS.md the masks follow
 
 MEMBER_EXT = "cols.zst"
@@ -77,6 +78,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("stalemate_moves", "<u2", (MAX_STALEMATE_MOVES,),
            "policy indices of the legal moves that stalemate the opponent, ascending, "
            "NO_MOVE after them (labelers.stalemate)"),
+    Column("mate_moves", "<u2", (MAX_MATE_MOVES,),
+           "policy indices of the legal moves that checkmate the opponent, ascending, "
+           "NO_MOVE after them (labelers.mates)"),
     Column("castling", "u1", (), "CASTLE_* bits"),
     Column("ep_file", "i1", (), "file 0-7 of a legal en-passant capture square, -1 none"),
     Column("halfmove", "<u2", (), "halfmove clock"),
@@ -111,6 +115,7 @@ def empty_columns(n: int) -> Block:
     block["move"][:] = NO_MOVE
     block["teacher_move"][:] = NO_MOVE
     block["stalemate_moves"][:] = NO_MOVE
+    block["mate_moves"][:] = NO_MOVE
     block["ep_file"][:] = -1
     return block
 

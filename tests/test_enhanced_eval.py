@@ -204,6 +204,13 @@ def _slow_position(net, block, i: int, teacher_mix: float) -> dict[str, tuple[fl
     stalemating = {policy.move_to_index(m, board.turn) for m in stalemating_moves(board)}
     best = max(range(len(logits)), key=lambda j: logits[j])
     v["stalemate_top1"] = (float(best in stalemating), float(bool(stalemating)))
+    mating = set()
+    for m in board.legal_moves:
+        board.push(m)
+        if board.is_checkmate():
+            mating.add(policy.move_to_index(m, not board.turn))
+        board.pop()
+    v["mate_top1"] = (float(best in mating), float(bool(mating)))
 
     result, teacher = views.result_white(block, i), views.eval_white(block, i)
     weights, targets = [], []
@@ -272,6 +279,7 @@ def test_heldout_matches_slow_per_position_computation(model, val):
         np.flatnonzero(((f & schema.HAS_TEACHER_EVAL) != 0) & ((f & schema.HAS_RESULT) != 0))[:2],
         np.flatnonzero((f & schema.HAS_MOVE) == 0)[:1],
         np.flatnonzero(val["stalemate_moves"][:, 0] != schema.NO_MOVE)[:2],
+        np.flatnonzero(val["mate_moves"][:, 0] != schema.NO_MOVE)[:2],
     ]
     picked = np.unique(np.concatenate(wanted))
     assert len(picked) >= 7

@@ -421,7 +421,7 @@ def test_empty_batch(block):
 
 # --- row-packed batches and the combined expansion ---------------------------------
 
-#: How the loader ships a batch: one (B, 280) uint8 tensor, a row per record, each
+#: How the loader ships a batch: one (B, 312) uint8 tensor, a row per record, each
 #: column at a byte offset (name -> offset, dtype, per-record shape); 3 bytes padding.
 PACKED_COLUMNS = {
     "planes": (0, torch.int64, (12,)),
@@ -432,13 +432,14 @@ PACKED_COLUMNS = {
     "teacher_cp": (268, torch.int16, ()),
     "teacher_mate": (270, torch.int16, ()),
     "stalemate_moves": (272, torch.int16, (8,)),
-    "castling": (288, torch.uint8, ()),
-    "ep_file": (289, torch.int8, ()),
-    "result": (290, torch.int8, ()),
-    "flags": (291, torch.uint8, ()),
-    "bucket": (292, torch.uint8, ()),
+    "mate_moves": (288, torch.int16, (8,)),
+    "castling": (304, torch.uint8, ()),
+    "ep_file": (305, torch.int8, ()),
+    "result": (306, torch.int8, ()),
+    "flags": (307, torch.uint8, ()),
+    "bucket": (308, torch.uint8, ()),
 }
-PACKED_ROW_BYTES = 296
+PACKED_ROW_BYTES = 312
 
 
 def packed_batch(batch: dict) -> dict:

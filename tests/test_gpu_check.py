@@ -56,7 +56,7 @@ def test_cpu_smoke_prints_every_row_and_the_checks_pass(shards, tmp_path):
     assert list(rows) == ["expand check", "expand", "loader", "torchrun", "resume", "trainer"]
     [check] = rows["expand check"]
     assert "cpu tensor ops = cpu numba" in check
-    assert ("ok: 11 integer tensors bit-exact (direct and through the loader), floats max "
+    assert ("ok: 12 integer tensors bit-exact (direct and through the loader), floats max "
             "|diff| 0.0e+00") in check
     assert "1 worker, batch 1024 -> cpu" in rows["loader"][0]
     [torchrun] = rows["torchrun"]

@@ -415,6 +415,7 @@ def test_verify_wrong_labels_and_illegal_move(capsys, broken):
         block = schema.decode_block(data)
         block["labels"][5, MASK_NAMES.index("fork_us")] ^= np.uint64(1 << 27)
         block["stalemate_moves"][6, 0] = 100 if block["stalemate_moves"][6, 0] != 100 else 101
+        block["mate_moves"][8, 0] = 100 if block["mate_moves"][8, 0] != 100 else 101
         legal = policy.legal_move_mask(views.real_board(block, 7))
         block["move"][7] = next(i for i in np.flatnonzero(~legal) if decodes(i, block, 7))
         block["flags"][7] |= schema.HAS_MOVE
@@ -427,6 +428,8 @@ def test_verify_wrong_labels_and_illegal_move(capsys, broken):
     assert any(line.startswith(f"{where} 5 ") and "fork_us" in line for line in lines)
     assert any(line.startswith(f"{where} 7 ") and "illegal" in line for line in lines)
     assert any(line.startswith(f"{where} 6 ") and "stalemate_moves differ" in line
+               for line in lines)
+    assert any(line.startswith(f"{where} 8 ") and "mate_moves differ from labelers.mates" in line
                for line in lines)
     # val.zarr no longer equals the val shards
     assert any(line.startswith("val.zarr: records") and "labels" in line for line in lines)

@@ -192,6 +192,36 @@ def test_stalemate_counts():
     assert losses.metrics_from_counts(counts)["stalemate_top1"] == pytest.approx(0.5)
 
 
+def test_mate_loss_is_the_log_likelihood_of_the_mating_moves():
+    torch.manual_seed(4)
+    logits = torch.randn(3, policy.N_POLICY, requires_grad=True)
+    moves = torch.tensor([[0, 7, 4000, -1, -1, -1, -1, -1],   # index 0 and padding (-1 -> 0)
+                          [-1] * 8,                            # none: not in the mean
+                          [4671, 4671, -1, -1, -1, -1, -1, -1]])  # twice counts once
+    loss = losses.mate_loss(logits, moves)
+    p = logits.detach().double().softmax(-1)
+    want = [-torch.log(p[0, [0, 7, 4000]].sum()), -torch.log(p[2, 4671])]
+    assert float(loss.detach()) == pytest.approx(float(sum(want) / 2), rel=1e-5)
+    loss.backward()
+    grad = logits.grad
+    for i, row in enumerate(moves.tolist()):  # the mating logits are pulled up, others down
+        for m in row:
+            if m >= 0:
+                assert grad[i, m] < 0
+    assert grad[0, 1] > 0
+    assert (grad[1] == 0).all()  # a position without one takes no part
+    assert float(losses.mate_loss(logits, torch.full((3, 8), -1))) == 0.0  # not NaN
+
+
+def test_mate_counts():
+    logits = torch.zeros(3, policy.N_POLICY)
+    logits[:, 10] = 1.0
+    moves = torch.tensor([[10, 3], [11, 12], [-1, -1]])
+    counts = losses.mate_counts(logits, moves)
+    assert {k: int(v) for k, v in counts.items()} == {"mate_n": 2, "mate_top1": 1}
+    assert losses.metrics_from_counts(counts)["mate_top1"] == pytest.approx(0.5)
+
+
 def test_value_loss_huber():
     target = torch.tensor([1.0, -1.0, 0.0, 1.0])
     zero = torch.zeros(4)

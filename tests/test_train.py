@@ -464,5 +464,5 @@ def test_plot_draws_the_heldout_panels(shards, tmp_path):
     finally:
         plt.subplots = real_subplots
     shown = [ax.get_title() for ax in titles[0].flat if ax.get_visible()]
-    # losses: policy, value, stalemate, ssl; the 7 SSL tasks; held-out; SSL F1
-    assert len(shown) == len(set(shown)) == 4 + 7 + len(HELD_OUT_PANELS) + 1, shown
+    # losses: policy, value, stalemate, mate, ssl; the 7 SSL tasks; held-out; SSL F1
+    assert len(shown) == len(set(shown)) == 5 + 7 + len(HELD_OUT_PANELS) + 1, shown

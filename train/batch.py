@@ -24,6 +24,7 @@ teacher_cp        (B,)      int16               int16        as stored
 teacher_mate      (B,)      int16               int16        as stored
 stalemate_moves   (B, 8)    int16               int16        uint16 bits viewed as int16: NO_MOVE
                                                              reads -1, an index itself
+mate_moves        (B, 8)    int16               int16        as stalemate_moves
 castling          (B,)      uint8               uint8        as stored (CASTLE_* bits)
 ep_file           (B,)      int8                int8         as stored (-1 = none)
 result            (B,)      int8                int8         as stored
@@ -66,6 +67,7 @@ BATCH_COLUMNS: dict[str, torch.dtype] = {
     "teacher_cp": torch.int16,
     "teacher_mate": torch.int16,
     "stalemate_moves": torch.int16,  # uint16 bit patterns: NO_MOVE reads -1
+    "mate_moves": torch.int16,  # the same
     "castling": torch.uint8,
     "ep_file": torch.int8,
     "result": torch.int8,

@@ -49,6 +49,9 @@ class TrainConfig:
     stalemate_weight: float = 1.0
     """Weight of the stalemate loss, -log(1 - p) with p the policy's probability of the
     moves that stalemate the opponent (the shards' stalemate_moves; 0 = off)."""
+    mate_weight: float = 1.0
+    """Weight of the mate loss, -log p with p the policy's probability of the moves that
+    checkmate the opponent (the shards' mate_moves; 0 = off)."""
     ssl_weight: float = 0.15
     """Overall weight of the SSL loss."""
     ssl_warmup_steps: int = 500
@@ -142,7 +145,8 @@ class TrainConfig:
                      "eval_every", "eval_positions"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "weight_decay", "ssl_weight", "stalemate_weight", "grad_clip_norm",
+        for name in ("lr", "weight_decay", "ssl_weight", "stalemate_weight", "mate_weight",
+                     "grad_clip_norm",
                      "heartbeat_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")

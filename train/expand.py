@@ -1,7 +1,7 @@
 """Compact record batches -> network inputs and training targets, on the batch's device.
 
 This module is the one place that defines what the network sees. The loader
-ships the stored columns almost as they are (296 bytes a position instead
+ships the stored columns almost as they are (312 bytes a position instead
 of 19 x 64 floats) and the expansion happens here, with tensor ops only, on
 whatever device the batch lives on: no Python loop over positions, no
 python-chess. On a CPU device, :func:`expand` runs the same arithmetic as one
@@ -49,7 +49,8 @@ where there is no move, ``value`` (B,) float in [-1, 1] with ``value_mask``
 (B,) bool, ``wdl`` (B,) int64 class (0 win, 1 draw, 2 loss, ``IGNORE_INDEX``
 without a result), ``stalemate`` (B, 8) int64, the policy indices of the moves that
 stalemate the opponent (-1 after them; the ``stalemate`` loss pushes the policy
-away from them), and the SSL targets, each square on the last axis (64):
+away from them), ``mate`` (B, 8) int64, those of the moves that checkmate it (the
+``mate`` loss pulls the policy towards them), and the SSL targets, each square on the last axis (64):
 
 ==============  ===========  =======  =============================================
 key             shape        dtype    meaning
@@ -351,6 +352,7 @@ def expand_async(batch: dict, dtype: torch.dtype = torch.float32, *,
         "piece": torch.empty((b, 64), dtype=torch.int64),
         "control": torch.empty((b, 64), dtype=torch.int64),
         "stalemate": batch["stalemate_moves"].long(),  # a copy: done before this returns
+        "mate": batch["mate_moves"].long(),
     }
     col = {k: v.numpy() for k, v in batch.items() if k in EXPAND_COLUMNS}
     out = {k: v.numpy() for k, v in targets.items()}
@@ -467,6 +469,7 @@ def _targets(batch: dict, tables: _Tables, teacher_mix: float,
              policy_from_teacher: bool) -> dict[str, torch.Tensor]:
     targets = _policy_value(batch, tables, teacher_mix, policy_from_teacher)
     targets["stalemate"] = batch["stalemate_moves"].long()
+    targets["mate"] = batch["mate_moves"].long()
     b = batch["labels"].shape[0]
     # the maps stay 0/1 bytes, views of one (B, 20, 64): losses cast them
     masks = _square_bytes(batch["labels"], tables).view(torch.uint8).view(b, 20, 64)

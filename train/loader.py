@@ -395,11 +395,11 @@ class LoaderConfig:
     """Consecutive batches travel and are expanded on the device together, as many as
     fit in this many positions (at least one batch): per-batch costs are paid once.
     Workers hand chunks over in shared memory (/dev/shm): workers x (prefetch + 2)
-    chunks of 296 bytes a position, 9.3 MiB with the defaults."""
+    chunks of 312 bytes a position, 9.8 MiB with the defaults."""
     prefetch: int = 2
     """Chunks each worker prepares ahead."""
     cache_records: int = 2_000_000
-    """Decoded records each worker keeps in memory (about 296 bytes each). Data that fits
+    """Decoded records each worker keeps in memory (about 312 bytes each). Data that fits
     is decoded once; beyond it, a shard may be decoded once per stream that visits it."""
     expand_overlap: bool | None = None
     """On a CPU device, expand each chunk in a second thread while the training process

@@ -7,6 +7,7 @@ head outputs from ``train.model.ChessNet``.
 Total loss (the trainer's job)::
 
     policy_loss + value_weight * value_loss + stalemate_weight * stalemate_loss
+        + mate_weight * mate_loss
         + ssl_weight(step) * ssl_total(ssl_losses, SSLWeights)
 
 Metrics come as *counts* that add up over batches (:func:`policy_counts`,
@@ -31,6 +32,8 @@ __all__ = [
     "CLASS_TASKS",
     "add_counts",
     "MAP_TASKS",
+    "mate_counts",
+    "mate_loss",
     "VALUE_HUBER_DELTA",
     "SSLPositiveWeights",
     "SSLWeights",
@@ -146,8 +149,7 @@ def stalemate_loss(logits: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
     the policy cross-entropy already rewards the target move, this names the moves
     that throw a win away, which the cross-entropy weighs no more than any other."""
     logits = logits.float()
-    valid = moves >= 0
-    hit = torch.zeros_like(logits).scatter_add_(1, moves.clamp_min(0), valid.to(logits.dtype)) > 0
+    hit, rows = _hit(logits, moves)
     everything = torch.logsumexp(logits, dim=-1)
     # p itself where it is small (-log1p(-p) is exact there; a difference of two
     # log-sum-exps would cancel), the log-sum-exp of the other moves where it is not;
@@ -155,7 +157,28 @@ def stalemate_loss(logits: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
     p = torch.exp(torch.logsumexp(logits.masked_fill(~hit, -1e4), dim=-1) - everything)
     rest = torch.logsumexp(logits.masked_fill(hit, float("-inf")), dim=-1)
     per_row = torch.where(p < 0.5, -torch.log1p(-p.clamp_max(0.5)), everything - rest)
-    rows = valid.any(dim=-1)
+    return torch.where(rows, per_row, 0.0).sum() / rows.sum().clamp_min(1)
+
+
+def _hit(logits: torch.Tensor, moves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 4672) bool of the policy indices in ``moves`` ((B, K), -1 after them) and the
+    (B,) bool of the rows that have one."""
+    valid = moves >= 0
+    hit = torch.zeros_like(logits).scatter_add_(1, moves.clamp_min(0), valid.to(logits.dtype)) > 0
+    return hit, valid.any(dim=-1)
+
+
+def mate_loss(logits: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+    """``-log p``, p the policy's probability of the moves that checkmate the opponent
+    (``targets["mate"]``: (B, K) policy indices, -1 after them), averaged over the
+    positions that have one; 0 (not NaN) if none does. Any mate is right: the target
+    move of a position with several is one of them, and the cross-entropy counts the
+    others as wrong as a blunder."""
+    logits = logits.float()
+    hit, rows = _hit(logits, moves)
+    # -1e4, not -inf: a row without a mating move keeps finite gradients (of 0)
+    per_row = torch.logsumexp(logits, dim=-1) - torch.logsumexp(logits.masked_fill(~hit, -1e4),
+                                                                dim=-1)
     return torch.where(rows, per_row, 0.0).sum() / rows.sum().clamp_min(1)
 
 
@@ -280,10 +303,21 @@ def policy_counts(
 def stalemate_counts(logits: torch.Tensor, moves: torch.Tensor) -> dict[str, torch.Tensor]:
     """Summable counts: ``stalemate_n`` positions with a stalemating move, ``stalemate_top1``
     of them whose highest logit is one (the rate a raw policy would stalemate there)."""
+    return _top1_counts(logits, moves, "stalemate")
+
+
+@torch.no_grad()
+def mate_counts(logits: torch.Tensor, moves: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Summable counts: ``mate_n`` positions with a mating move, ``mate_top1`` of them
+    whose highest logit is one (the rate a raw policy mates in one where it can)."""
+    return _top1_counts(logits, moves, "mate")
+
+
+def _top1_counts(logits: torch.Tensor, moves: torch.Tensor, name: str) -> dict[str, torch.Tensor]:
     valid = moves >= 0
     top = logits.argmax(dim=-1, keepdim=True)
-    return {"stalemate_n": valid.any(dim=-1).sum(),
-            "stalemate_top1": ((moves == top) & valid).any(dim=-1).sum()}
+    return {f"{name}_n": valid.any(dim=-1).sum(),
+            f"{name}_top1": ((moves == top) & valid).any(dim=-1).sum()}
 
 
 @torch.no_grad()
@@ -311,7 +345,8 @@ def _f1(tp: float, fp: float, fn: float) -> float:
 
 
 def metrics_from_counts(counts: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Rates from (summed) counts: ``policy_top{k}``, ``stalemate_top1``, ``piece_acc``,
+    """Rates from (summed) counts: ``policy_top{k}``, ``stalemate_top1``, ``mate_top1``,
+    ``piece_acc``,
     ``control_acc``,
     ``{task}_f1`` (micro over the task's maps) and ``f1/{mask name}`` per map. Keys
     whose counts are absent are left out; a rate over zero positions is NaN."""
@@ -321,9 +356,10 @@ def metrics_from_counts(counts: dict[str, torch.Tensor]) -> dict[str, float]:
         n = float(c["policy_n"])
         for key in sorted(k for k in c if k.startswith("policy_top")):
             out[key] = float(c[key]) / n if n else float("nan")
-    if "stalemate_n" in c:
-        n = float(c["stalemate_n"])
-        out["stalemate_top1"] = float(c["stalemate_top1"]) / n if n else float("nan")
+    for name in ("stalemate", "mate"):
+        if f"{name}_n" in c:
+            n = float(c[f"{name}_n"])
+            out[f"{name}_top1"] = float(c[f"{name}_top1"]) / n if n else float("nan")
     for task in CLASS_TASKS:
         if f"{task}_n" in c:
             n = float(c[f"{task}_n"])

@@ -38,11 +38,13 @@ def _series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
 #: Held-out panels: title -> metric (val_ema/<metric> and val_raw/<metric> drawn together).
 HELD_OUT_PANELS = {"held-out policy top-1": "policy_top1", "held-out policy CE": "policy_ce",
                    "held-out value MAE": "value_mae", "held-out W/D/L accuracy": "wdl_acc",
-                   "held-out stalemating top-1": "stalemate_top1"}
+                   "held-out stalemating top-1": "stalemate_top1",
+                   "held-out mate-in-one top-1": "mate_top1"}
 
 
 def plot(metrics: list[dict], out: Path) -> None:
-    """Row 1: policy/value/wdl/SSL losses; then one panel per SSL task's loss; then, when
+    """The training losses (policy, value, wdl, stalemate, mate, SSL), four a row; then
+    one panel per SSL task's loss; then, when
     the run measured them (--eval-every), the held-out metrics of the EMA and raw
     weights and each binary SSL task's held-out F1 (EMA)."""
     import matplotlib
@@ -51,7 +53,7 @@ def plot(metrics: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     keys = {k for m in metrics for k in m}
-    main = [k for k in ("policy", "value", "wdl", "stalemate", "ssl") if k in keys]
+    main = [k for k in ("policy", "value", "wdl", "stalemate", "mate", "ssl") if k in keys]
     tasks = sorted(k for k in keys if k.startswith("ssl_") and k != "ssl_scale")
     held = {title: key for title, key in HELD_OUT_PANELS.items()
             if f"val_ema/{key}" in keys or f"val_raw/{key}" in keys}
@@ -64,11 +66,11 @@ def plot(metrics: list[dict], out: Path) -> None:
     if f1:
         panels.append(("held-out SSL F1 (EMA)",
                        [(k, k.removeprefix("val_ema/").removesuffix("_f1"), None) for k in f1]))
-    # training losses from row 0, SSL tasks from row 1, held-out figures on rows of their own
+    # training losses from row 0, SSL tasks and held-out figures on rows of their own
     def by_four(part: list) -> list[list]:
         return [part[i:i + 4] for i in range(0, len(part), 4)]
 
-    rows = [panels[:len(main)], *by_four(panels[len(main):len(main) + len(tasks)]),
+    rows = [*by_four(panels[:len(main)]), *by_four(panels[len(main):len(main) + len(tasks)]),
             *by_four(panels[len(main) + len(tasks):])]
     fig, axes = plt.subplots(len(rows), 4, figsize=(16, 3.2 * len(rows)), squeeze=False)
     for r, row in enumerate(rows):

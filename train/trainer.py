@@ -30,6 +30,7 @@ from train.loader import BatchLoader, verify_shards
 from train.losses import (
     SSLPositiveWeights,
     SSLWeights,
+    mate_loss,
     policy_loss,
     ssl_losses_chunked,
     stalemate_loss,
@@ -162,10 +163,10 @@ class StepLosses(torch.nn.Module):
 
     def __init__(self, model: ChessNet, ssl_weights: SSLWeights,
                  ssl_pos_weights: SSLPositiveWeights | None = None,
-                 stalemate_weight: float = 0.0):
+                 stalemate_weight: float = 0.0, mate_weight: float = 0.0):
         super().__init__()
         self.model, self.ssl_weights, self.ssl_pos_weights = model, ssl_weights, ssl_pos_weights
-        self.stalemate_weight = stalemate_weight
+        self.weights = {"stalemate": stalemate_weight, "mate": mate_weight}
 
     def forward(self, x: torch.Tensor, targets: dict[str, torch.Tensor], *, with_ssl: bool,
                 ssl_scale: float, ssl_chunk: int,
@@ -175,12 +176,12 @@ class StepLosses(torch.nn.Module):
                   "value": value_loss(out["value"], targets["value"], targets["value_mask"])}
         if "wdl" in out:
             losses["wdl"] = wdl_loss(out["wdl"], targets["wdl"])
-        if self.stalemate_weight > 0:
-            losses["stalemate"] = stalemate_loss(out["policy"], targets["stalemate"])
+        for name, loss_of in (("stalemate", stalemate_loss), ("mate", mate_loss)):
+            if self.weights[name] > 0:
+                losses[name] = loss_of(out["policy"], targets[name])
         if shares is not None:
             losses = {k: v * shares[k] for k, v in losses.items()}
-        loss = sum(v * self.stalemate_weight if k == "stalemate" else v
-                   for k, v in losses.items())
+        loss = sum(v * self.weights.get(k, 1.0) for k, v in losses.items())
         if with_ssl:
             tasks: dict[str, torch.Tensor] = {}
             ssl = ssl_losses_chunked(self.model, out["features"], targets, ssl_chunk,
@@ -197,7 +198,8 @@ class StepLosses(torch.nn.Module):
 
 def loss_shares(targets: dict[str, torch.Tensor], ddp: Dist) -> dict[str, torch.Tensor] | None:
     """Per loss, this rank's share of the global batch's count of its targets (positions
-    with a move, with a value target, with a result, with a stalemating move; all positions
+    with a move, with a value target, with a result, with a stalemating move, with a mating
+    move; all positions
     for SSL), or None in a single process. A masked mean times its share, summed over
     ranks, is the masked mean over the global batch, however unevenly the masks fall on
     the ranks."""
@@ -207,9 +209,10 @@ def loss_shares(targets: dict[str, torch.Tensor], ddp: Dist) -> dict[str, torch.
     counts = torch.stack([(policy != IGNORE_INDEX).sum(), targets["value_mask"].sum(),
                           (targets["wdl"] != IGNORE_INDEX).sum(),
                           (targets["stalemate"] >= 0).any(dim=-1).sum(),
+                          (targets["mate"] >= 0).any(dim=-1).sum(),
                           torch.tensor(len(policy), device=policy.device)])
-    return dict(zip(("policy", "value", "wdl", "stalemate", "ssl"), ddp.shares(counts).unbind(),
-                    strict=True))
+    return dict(zip(("policy", "value", "wdl", "stalemate", "mate", "ssl"),
+                    ddp.shares(counts).unbind(), strict=True))
 
 
 # ----------------------------------------------------------------------------- monitoring
@@ -245,7 +248,7 @@ class ProgressWindow:
 def progress_message(step: int, steps: int, line: dict, device: torch.device) -> str:
     """The log line of a metrics line: losses, learning rate, speed, memory."""
     losses = " ".join(f"{k} {v:.4f}" for k, v in line.items()
-                      if k in ("policy", "value", "wdl", "stalemate", "ssl")
+                      if k in ("policy", "value", "wdl", "stalemate", "mate", "ssl")
                       or k.startswith("ssl_") and k != "ssl_scale")
     return (f"step {step}/{steps} ({100 * step / steps:.1f}%) {losses} | lr {line['lr']:.2e} | "
             f"{line['steps_per_s']:.1f} steps/s | mem {line['rss_mb']:.0f} MB | {device}")
@@ -333,7 +336,8 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
         raise TrainingError("the processes resumed from different steps: every one must see "
                             "the same checkpoints (on several machines, a shared filesystem)")
     # after the resume: DDP starts every rank from rank 0's weights
-    net = ddp.wrap(StepLosses(model, cfg.ssl_weights, cfg.ssl_pos_weights, cfg.stalemate_weight),
+    net = ddp.wrap(StepLosses(model, cfg.ssl_weights, cfg.ssl_pos_weights, cfg.stalemate_weight,
+                              cfg.mate_weight),
                    find_unused_parameters=cfg.ssl_every_n > 1 or cfg.ssl_weight == 0)
 
     def snapshot() -> dict:

@@ -33,6 +33,7 @@ from dataengine.inspect.shards import BlockRef, Shards, decode, read_members
 from dataengine.manifest import ShardEntry
 from dataengine.progress import progress, tqdm
 from labelers import MASK_NAMES
+from labelers.mates import mate_moves
 from labelers.stalemate import stalemate_moves
 
 DEFAULT_SAMPLE = 2000
@@ -239,12 +240,14 @@ class Verifier:
             names = [MASK_NAMES[k] for k in np.flatnonzero(want[r] != block["labels"][i])]
             self.record_problem(ref, i, f"stored labels differ from labelers.label_boards in "
                                         f"{', '.join(names)} ({views.real_board(block, i).fen()!r})")
-        want = stalemate_moves(np.ascontiguousarray(block["planes"][rows]),
-                               block["castling"][rows], block["ep_file"][rows])
-        for r in np.flatnonzero((want != block["stalemate_moves"][rows]).any(axis=1)):
-            i = int(rows[r])
-            self.record_problem(ref, i, "stored stalemate_moves differ from "
-                                        f"labelers.stalemate ({views.real_board(block, i).fen()!r})")
+        planes = np.ascontiguousarray(block["planes"][rows])
+        for column, kernel, module in (("stalemate_moves", stalemate_moves, "labelers.stalemate"),
+                                       ("mate_moves", mate_moves, "labelers.mates")):
+            want = kernel(planes, block["castling"][rows], block["ep_file"][rows])
+            for r in np.flatnonzero((want != block[column][rows]).any(axis=1)):
+                i = int(rows[r])
+                self.record_problem(ref, i, f"stored {column} differ from {module} "
+                                            f"({views.real_board(block, i).fen()!r})")
 
     # ------------------------------------------------------------------ val.zarr
 

@@ -11,6 +11,8 @@ policy_top1, _top3     target move among the k highest logits / has a move
 policy_ce              cross-entropy of the logits at the target move / has a move
 stalemate_top1         the highest logit is a move that stalemates the opponent / has
                        such a move (the rate a raw policy throws a win away there)
+mate_top1              the highest logit is a move that checkmates the opponent / has
+                       such a move (the rate a raw policy mates in one where it can)
 value_mae              ``|v - target|`` / has a value target
 value_huber            Huber (delta ``VALUE_HUBER_DELTA``) of ``v - target`` / same
 wdl_acc                the value's class equals the result's / has a result
@@ -66,6 +68,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("policy_top3", "policy top-3 accuracy", True),
     Metric("policy_ce", "policy cross-entropy", False),
     Metric("stalemate_top1", "stalemating top-1 rate", False),
+    Metric("mate_top1", "mate-in-one top-1 rate", True),
     Metric("value_mae", "value MAE", False),
     Metric("value_huber", "value Huber loss", False),
     Metric("wdl_acc", "W/D/L accuracy (value)", True),
@@ -98,10 +101,11 @@ def _batch_values(net: ChessNet, batch: dict, *, teacher_mix: float,
     v["policy_top1"] = (top[:, 0].float() * has_move, has_move)
     v["policy_top3"] = (top.any(-1).float() * has_move, has_move)
     v["policy_ce"] = (ce * has_move, has_move)
-    stalemate = t["stalemate"]
-    has_stalemate = (stalemate >= 0).any(-1).float()
-    picks = (stalemate == logits.argmax(-1, keepdim=True)).any(-1).float()
-    v["stalemate_top1"] = (picks * has_stalemate, has_stalemate)
+    best = logits.argmax(-1, keepdim=True)
+    for name in ("stalemate", "mate"):
+        moves = t[name]
+        has = (moves >= 0).any(-1).float()
+        v[f"{name}_top1"] = ((moves == best).any(-1).float() * has, has)
 
     value = out["value"].float()
     has_value = t["value_mask"].float()
