@@ -49,7 +49,7 @@ class TrainConfig:
     stalemate_weight: float = 1.0
     """Weight of the stalemate loss, -log(1 - p) with p the policy's probability of the
     moves that stalemate the opponent (the shards' stalemate_moves; 0 = off)."""
-    mate_weight: float = 1.0
+    mate_weight: float = 0.5
     """Weight of the mate loss, -log p with p the policy's probability of the moves that
     checkmate the opponent (the shards' mate_moves; 0 = off)."""
     ssl_weight: float = 0.15
