@@ -815,14 +815,41 @@ def is_up_to_date(out: Path, key: str) -> bool:
     ) and (out / VAL_ZARR).is_dir()
 
 
+#: One short game (mate included) that `warm_up` takes through a task's steps.
+_WARM_UP_PGN = '[Result "1-0"]\n\n1. e4 e5 2. Bc4 Nc6 3. Qh5 Nf6 4. Qxf7# 1-0\n'
+
+
+def warm_up() -> int:
+    """A pool process's first call: one game through the reader, the records, a piece's
+    encoding and the merge's steps, so that the imports and numba's cache loads (most of
+    a second, that the first task would wait for) overlap the plan. Returns the
+    process id."""
+    import tempfile
+
+    from dataengine.records import position_keys, units_to_block
+
+    with tempfile.TemporaryDirectory(prefix="dataengine-warm-up-") as tmp:
+        path = Path(tmp) / "warm-up.pgn"
+        path.write_text(_WARM_UP_PGN, encoding="utf-8")
+        units = [u for u in readers.read(str(path), arrays=True) if isinstance(u, readers.Unit)]
+    block = units_to_block(units, 0, labels=False)
+    position_keys(block)
+    block = decode_piece(encode_piece(block), "warm-up")
+    block["bucket"] = assign_buckets(block, BuildConfig().buckets)
+    schema.encode_block(block)
+    return os.getpid()
+
+
 @contextmanager
 def _process_pool(workers: int) -> Iterator[Executor | None]:
     """`workers` spawned processes (numba's threads and fork do not mix), None for one:
-    then everything runs in this process."""
+    then everything runs in this process. Each starts with `warm_up` at once."""
     if workers <= 1:
         yield None
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        for _ in range(workers):
+            pool.submit(warm_up)
         yield pool
 
 
@@ -834,20 +861,21 @@ def build(
     """Build shards from `inputs` into `out`; returns the manifest."""
     cfg = cfg or BuildConfig()
     out = Path(out)
-    files, tasks = plan(inputs, cfg)
-    key = build_key(files, cfg)
-    if not force and is_up_to_date(out, key):
-        if not quiet:
-            print(f"{out}/{MANIFEST} is up to date with the inputs (use --force to rebuild)")
-        return manifests.read(out, check_version=False).to_json()
-    work = out / WORK
-    work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    # `workers` local processes (spawned once, for the parse and the merge) and as many
-    # compression threads in the merge: the number of cores the build keeps busy (with
-    # a cluster the parse is elsewhere and the merge uses every local core)
+    # `workers` local processes (spawned once, for the parse and the merge, and started
+    # while the inputs are hashed and cut) and as many compression threads in the merge:
+    # the number of cores the build keeps busy (with a cluster the parse is elsewhere and
+    # the merge uses every local core)
     local = (os.cpu_count() or 1) if scheduler else max(1, workers)
     with _process_pool(local) as pool:
+        files, tasks = plan(inputs, cfg)
+        key = build_key(files, cfg)
+        if not force and is_up_to_date(out, key):
+            if not quiet:
+                print(f"{out}/{MANIFEST} is up to date with the inputs (use --force to rebuild)")
+            return manifests.read(out, check_version=False).to_json()
+        work = out / WORK
+        work.mkdir(parents=True, exist_ok=True)
         parse_all(tasks, work, workers, quiet, scheduler, pool)
         merged = merge(files, tasks, out, cfg, quiet, local, pool)
     built = dataclasses.replace(merged, build_key=key)

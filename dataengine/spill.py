@@ -14,7 +14,8 @@ games (~7 G positions) the keys alone are 56 GB, so `keep_mask` works on disk:
 A partition holds every copy of its keys in input order, so its mask is the whole
 mask restricted to it: the result equals the in-memory cap exactly (tests compare
 them) for any P. Memory is at most ``budget`` keys of a part plus one partition,
-whatever the input (the build's ``spill_pairs``).
+whatever the input (the build's ``spill_pairs``). With one partition (inputs of up to
+``budget`` records) the keys are capped in memory at once, without partition files.
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ def keep_mask(key_files: Sequence[Path], max_repeats: int, work: Path,
     if total == 0:
         return np.zeros(0, dtype=bool)
     bits = partition_bits(total, budget)
+    out = Path(work) / KEEP_NAME
+    tmp = out.with_name(f".{out.name}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if bits == 0:  # one partition: every key in memory at once, no spill files
+        keys = np.concatenate([np.fromfile(f, dtype="<u8") for f in key_files])
+        keep = np.memmap(tmp, dtype=bool, mode="w+", shape=(total,))
+        keep[:] = repeat_keep_mask(keys, max_repeats)
+        keep.flush()
+        del keep
+        tmp.replace(out)
+        return np.memmap(out, dtype=bool, mode="r", shape=(total,))
     spill = Path(work) / "spill"
     shutil.rmtree(spill, ignore_errors=True)
     spill.mkdir(parents=True)
@@ -85,8 +97,6 @@ def keep_mask(key_files: Sequence[Path], max_repeats: int, work: Path,
     finally:
         for h in handles:
             h.close()
-    out = Path(work) / KEEP_NAME
-    tmp = out.with_name(f".{out.name}.tmp")
     keep = np.memmap(tmp, dtype=bool, mode="w+", shape=(total,))
     for path in paths:
         pairs = np.fromfile(path, dtype=PAIR)

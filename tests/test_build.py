@@ -118,6 +118,18 @@ def test_same_bytes_for_one_and_two_workers(tmp_path):
     assert fa == fb
 
 
+def test_the_pool_warm_up_runs_a_game_through_a_task_and_its_merge():
+    # the build submits it to each pool process and never reads its result: a warm-up
+    # that broke would only make builds slower, so it is called here
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from dataengine.build import warm_up
+    assert warm_up() == os.getpid()
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        assert pool.submit(warm_up).result() != os.getpid()
+
+
 def test_resume_after_sigkill(tmp_path):
     cfg = small_tasks_config(tmp_path)
     cmd = [sys.executable, "-m", "dataengine.build", *naive.SAMPLE_INPUTS, "--workers", "1",
