@@ -40,7 +40,7 @@ from numba import njit
 
 from labelers import tables
 from labelers.boards import check_array
-from labelers.kernels import _piece_attacks, _pinned, _tzcnt
+from labelers.kernels import _bishop_attacks, _piece_attacks, _pinned, _rook_attacks, _tzcnt
 from labelers.stalemate import (
     _BIT,
     _DOWN_ATTACKS,
@@ -67,6 +67,8 @@ _U64 = np.uint64
 _ZERO = _U64(0)
 _ONE = _U64(1)
 _KNIGHT_ATTACKS = tables.KNIGHT_ATTACKS
+_ROOK_RAYS = tables.ROOK_RAYS
+_BISHOP_RAYS = tables.BISHOP_RAYS
 _P, _N, _B, _R, _Q, _K = 0, 1, 2, 3, 4, 5
 _THEM = 6
 
@@ -88,12 +90,24 @@ def _mates(bb, after, frm, to, kind, promo, captured, rook_from, rook_to):
     occ = _ZERO
     for i in range(12):
         occ |= after[i]
-    if _attacked(_tzcnt(after[_K]), after, occ, _THEM, _ZERO):
-        return False  # illegal: our king is left in check
     if not _attacked(_tzcnt(after[_THEM + _K]), after, occ, 0, _ZERO):
         return False  # no check: no mate
     ep = to - 8 if kind == _P and to - frm == 16 else -1
-    return not _them_can_move(after, ep)
+    if _them_can_move(after, ep):  # (asked first: most checks have an answer)
+        return False
+    return not _attacked(_tzcnt(after[_K]), after, occ, _THEM, _ZERO)  # ours left safe
+
+
+@njit(**_JIT)
+def _empty_board_reach(kind, sq):
+    """The squares a piece of `kind` (knight to queen) on `sq` attacks on an empty board."""
+    if kind == _N:
+        return _KNIGHT_ATTACKS[sq]
+    if kind == _B:
+        return _BISHOP_RAYS[sq]
+    if kind == _R:
+        return _ROOK_RAYS[sq]
+    return _ROOK_RAYS[sq] | _BISHOP_RAYS[sq]
 
 
 @njit(**_JIT)
@@ -114,15 +128,29 @@ def _position(bb, castling, ep_file, after, found):
     # ours alone between their king and a slider of ours: every move of one uncovers check
     discover = _pinned(bb[_THEM + _K], ours, occ, bb[_R] | bb[_Q], bb[_B] | bb[_Q])
     count = 0
+    rook_checks = _rook_attacks(ksq, occ) & ~ours
+    bishop_checks = _bishop_attacks(ksq, occ) & ~ours
     for kind in range(_N, _K + 1):
-        direct = _checking_squares(kind, ksq, occ) if kind != _K else _ZERO
-        pieces = bb[kind] if direct & ~ours else bb[kind] & discover
+        if kind == _N:
+            direct = _KNIGHT_ATTACKS[ksq] & ~ours
+        elif kind == _B:
+            direct = bishop_checks
+        elif kind == _R:
+            direct = rook_checks
+        elif kind == _Q:
+            direct = rook_checks | bishop_checks
+        else:
+            direct = _ZERO  # a king gives no check of its own
+        pieces = bb[kind] if direct else bb[kind] & discover
         while pieces:
             frm = _tzcnt(pieces)
             pieces &= pieces - _ONE
-            reach = _piece_attacks(kind, frm, occ) & ~ours
-            if not discover & _BIT[frm]:
-                reach &= direct
+            if discover & _BIT[frm]:
+                reach = _piece_attacks(kind, frm, occ) & ~ours
+            elif _empty_board_reach(kind, frm) & direct:  # else no checking square in line
+                reach = _piece_attacks(kind, frm, occ) & direct
+            else:
+                continue
             while reach:
                 to = _tzcnt(reach)
                 reach &= reach - _ONE
