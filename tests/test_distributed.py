@@ -1,11 +1,14 @@
 """Data-parallel training on CPU (gloo, loopback only): two processes with batch 8 train
 the network that one process with batch 16 trains, and checkpoints move between them.
 
-Tolerance: ATOL = 1e-5 on every parameter and buffer. The runs sum in different orders
-(per-rank sums, all-reduces), which moves parameters by at most ~3e-7 in 8 steps here,
-as much as running one process with 1 instead of 2 torch threads does. Breaking the
-equivalence moves them by 6e-3 or more (measured: BatchNorm statistics per rank instead
-of global, 5e-2; losses averaged per rank instead of over the global batch, 6e-3).
+Tolerance: ATOL = 1e-4 on every parameter and buffer. The runs sum in different orders
+(per-rank sums, all-reduces), which moves parameters by ~3e-7 to ~1e-5 in 8 steps here,
+as much as running one process with 1 instead of 2 torch threads does (Adam turns a
+rounding difference in a gradient near 0 into a visible step: with the trainer's mate
+loss at weights 0, 0.25, 0.5 and 1 the largest difference was 2.7e-6, 2.6e-6, 1.1e-5
+and 1.9e-6). Breaking the equivalence moves them by 6e-3 or more (measured: BatchNorm
+statistics per rank instead of global, 5e-2; losses averaged per rank instead of over
+the global batch, 6e-3).
 
 One direction is left out of the comparison, on purpose: the stem's weight on the
 all-ones input plane at the kernel centre adds the same number to every square, and the
@@ -43,7 +46,7 @@ from train.loader import BatchLoader, LoaderConfig
 from train.model import ChessNet, ModelConfig
 from train.trainer import train
 
-ATOL = 1e-5
+ATOL = 1e-4
 N = 4  # the runs save at step N and end at 2N
 SETTINGS = {"steps": 2 * N, "save_every": N, "keep_checkpoints": 0, "accum_steps": 2,
             "ssl_every_n": 2, "lr_warmup_steps": 2, "ssl_warmup_steps": 2,
