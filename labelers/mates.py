@@ -39,7 +39,6 @@ import numpy as np
 from numba import njit
 
 from labelers import tables
-from labelers.boards import check_array
 from labelers.kernels import _bishop_attacks, _piece_attacks, _pinned, _rook_attacks, _tzcnt
 from labelers.stalemate import (
     _BIT,
@@ -51,6 +50,7 @@ from labelers.stalemate import (
     _index,
     _them_can_move,
     inputs_of_boards,
+    run_moves_kernel,
 )
 
 # The tables are frozen into the compiled code and numba's cache does not see
@@ -221,14 +221,4 @@ def mate_moves(planes: np.ndarray, castling: np.ndarray, ep_file: np.ndarray) ->
     :func:`labelers.stalemate.stalemate_moves`' (planes ``(N, 12)`` uint64, castling
     ``(N,)`` uint8 CASTLE_* bits, ep_file ``(N,)`` int8); positions are trusted to be
     valid, with one king a side."""
-    check_array("planes", planes, np.uint64, 2, 12)
-    n = planes.shape[0]
-    castling = np.ascontiguousarray(castling, dtype=np.uint8)
-    ep_file = np.ascontiguousarray(ep_file, dtype=np.int8)
-    if castling.shape != (n,) or ep_file.shape != (n,):
-        raise ValueError(f"castling and ep_file must have shape ({n},), got "
-                         f"{castling.shape} and {ep_file.shape}")
-    out = np.empty((n, MAX_MATE_MOVES), dtype=np.uint16)
-    if n:
-        _mate_kernel(planes, castling, ep_file, out)
-    return out
+    return run_moves_kernel(_mate_kernel, MAX_MATE_MOVES, planes, castling, ep_file)

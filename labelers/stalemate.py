@@ -369,6 +369,13 @@ def stalemate_moves(planes: np.ndarray, castling: np.ndarray, ep_file: np.ndarra
     CASTLE_* bits (bit 0 ours kingside, bit 1 ours queenside; the rest unread);
     ``ep_file``: ``(N,)`` int8, the file of a legal en-passant capture, -1 none (the
     schema's columns). Positions are trusted to be valid, with one king a side."""
+    return run_moves_kernel(_stalemate_kernel, MAX_STALEMATE_MOVES, planes, castling, ep_file)
+
+
+def run_moves_kernel(kernel, width: int, planes: np.ndarray, castling: np.ndarray,
+                     ep_file: np.ndarray) -> np.ndarray:
+    """The inputs checked and `kernel(planes, castling, ep_file, out)` run into a new
+    ``(N, width)`` uint16 `out` (this module's and labelers.mates')."""
     check_array("planes", planes, np.uint64, 2, 12)
     n = planes.shape[0]
     castling = np.ascontiguousarray(castling, dtype=np.uint8)
@@ -376,9 +383,9 @@ def stalemate_moves(planes: np.ndarray, castling: np.ndarray, ep_file: np.ndarra
     if castling.shape != (n,) or ep_file.shape != (n,):
         raise ValueError(f"castling and ep_file must have shape ({n},), got "
                          f"{castling.shape} and {ep_file.shape}")
-    out = np.empty((n, MAX_STALEMATE_MOVES), dtype=np.uint16)
+    out = np.empty((n, width), dtype=np.uint16)
     if n:
-        _stalemate_kernel(planes, castling, ep_file, out)
+        kernel(planes, castling, ep_file, out)
     return out
 
 

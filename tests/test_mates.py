@@ -13,7 +13,6 @@ of every sample file and every shared game. The helpers are test_stalemate's.
 
 from __future__ import annotations
 
-import csv
 import random
 from collections.abc import Iterator
 from functools import partial
@@ -22,12 +21,10 @@ import chess
 import numpy as np
 import pytest
 
-from dataengine import policy, readers, schema
-from dataengine.records import units_to_block
+from dataengine import policy
 from labelers.mates import MAX_MATE_MOVES, NO_MOVE, inputs_of_boards, mate_moves
 from tests.test_labelers import RANDOM_GAMES_SEED, random_boards, random_placements
 from tests.test_stalemate import (
-    DATA,
     SAMPLE,
     SAMPLE_EVERY,
     SAMPLE_FILES,
@@ -37,6 +34,8 @@ from tests.test_stalemate import (
     columns_of,
     needs_data,
     sample_block,
+    shared_games,
+    shared_puzzles_and_openings,
     sparse_placements,
 )
 from tests.test_stalemate import assert_agrees as _assert_agrees
@@ -175,25 +174,11 @@ def test_sample_files_agree_on_every_unit(name):
 
 @needs_data
 def test_shared_puzzles_and_openings_agree():
-    boards = []
-    for path in sorted((DATA / "puzzles").glob("*.csv")):
-        with open(path, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                board = chess.Board(row["FEN"])
-                boards.append(canonical(board))
-                for uci in row["Moves"].split():
-                    board.push_uci(uci)
-                    boards.append(canonical(board))
-    blocks = [units_to_block([u for u in readers.read(str(p)) if isinstance(u, readers.Unit)],
-                             file_id=0) for p in sorted((DATA / "openings").glob("*.tsv"))]
-    with_moves = assert_agrees(schema.concat_blocks([columns_of(boards), *blocks]),
-                               "shared puzzles, openings")
+    with_moves = assert_agrees(shared_puzzles_and_openings(), "shared puzzles, openings")
     assert with_moves > 0  # mateIn1 puzzles end in one
 
 
 @needs_data
 @pytest.mark.slow
 def test_shared_games_agree():
-    blocks = [units_to_block([u for u in readers.read(str(p)) if isinstance(u, readers.Unit)],
-                             file_id=0) for p in sorted((DATA / "games").glob("*.pgn"))]
-    assert_agrees(schema.concat_blocks(blocks), "shared games", stored=True)
+    assert_agrees(shared_games(), "shared games", stored=True)

@@ -226,8 +226,9 @@ def test_sample_files_agree_on_every_unit(name):
     assert_agrees(sample_block(SAMPLE / name, 1), name, stored=True)
 
 
-@needs_data
-def test_shared_puzzles_and_openings_agree():
+def shared_puzzles_and_openings() -> schema.Block:
+    """Every position of the shared puzzles (start and after each solution move) and the
+    shared opening lines (through the readers and records)."""
     boards = []
     for path in sorted((DATA / "puzzles").glob("*.csv")):
         with open(path, newline="", encoding="utf-8") as f:
@@ -237,14 +238,25 @@ def test_shared_puzzles_and_openings_agree():
                 for uci in row["Moves"].split():
                     board.push_uci(uci)
                     boards.append(canonical(board))
-    blocks = [units_to_block([u for u in readers.read(str(p)) if isinstance(u, readers.Unit)],
-                             file_id=0) for p in sorted((DATA / "openings").glob("*.tsv"))]
-    assert_agrees(schema.concat_blocks([columns_of(boards), *blocks]), "shared puzzles, openings")
+    blocks = [records_of(p) for p in sorted((DATA / "openings").glob("*.tsv"))]
+    return schema.concat_blocks([columns_of(boards), *blocks])
+
+
+def shared_games() -> schema.Block:
+    return schema.concat_blocks([records_of(p) for p in sorted((DATA / "games").glob("*.pgn"))])
+
+
+def records_of(path) -> schema.Block:
+    return units_to_block([u for u in readers.read(str(path)) if isinstance(u, readers.Unit)],
+                          file_id=0)
+
+
+@needs_data
+def test_shared_puzzles_and_openings_agree():
+    assert_agrees(shared_puzzles_and_openings(), "shared puzzles, openings")
 
 
 @needs_data
 @pytest.mark.slow
 def test_shared_games_agree():
-    blocks = [units_to_block([u for u in readers.read(str(p)) if isinstance(u, readers.Unit)],
-                             file_id=0) for p in sorted((DATA / "games").glob("*.pgn"))]
-    assert_agrees(schema.concat_blocks(blocks), "shared games", stored=True)
+    assert_agrees(shared_games(), "shared games", stored=True)
