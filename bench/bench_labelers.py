@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import labelers  # noqa: E402
-from dataengine.traps import stalemating_moves  # noqa: E402
-from labelers import kernels  # noqa: E402
+from dataengine.traps import mating_moves, stalemating_moves  # noqa: E402
+from labelers import kernels, reference  # noqa: E402
 from labelers.mates import mate_moves  # noqa: E402
 from labelers.stalemate import inputs_of_boards, stalemate_moves  # noqa: E402
 
@@ -153,27 +153,16 @@ def main(argv: list[str] | None = None) -> int:
             sets.append(("endgames (trap playouts)",
                          [chess.Board.from_epd(line)[0] for line in f
                           if line.strip() and not line.startswith("#")]))
-    for kernel, reference in ((stalemate_moves, stalemating_moves), (mate_moves, mating_moves)):
+    for kernel, twin in ((stalemate_moves, stalemating_moves), (mate_moves, mating_moves)):
         print()
-        moves_table(sets, kernel, reference, args.reference_positions)
+        moves_table(sets, kernel, twin, args.reference_positions)
     return 0
 
 
-def mating_moves(board: chess.Board) -> list[chess.Move]:
-    """python-chess: the legal moves of the side to move that checkmate the other side."""
-    mates = []
-    for move in board.legal_moves:
-        board.push(move)
-        if board.is_checkmate():
-            mates.append(move)
-        board.pop()
-    return mates
-
-
-def moves_table(sets, kernel, reference, reference_positions: int) -> None:
+def moves_table(sets, kernel, twin, reference_positions: int) -> None:
     """`kernel` (labelers.stalemate or labelers.mates) on the games' positions (most
     answered by its bound or its check filter) and on won endgames played out
-    (trap_playouts_20000.epd), one thread, against its python-chess `reference` on the
+    (trap_playouts_20000.epd), one thread, against its python-chess `twin` on the
     first `reference_positions` of each."""
     print(f"| {kernel.__name__ + ' on':<28} | {'positions':>9} | {'with one':>8} | "
           f"{'positions/s':>12} | {'x reference':>11} |")
@@ -184,7 +173,7 @@ def moves_table(sets, kernel, reference, reference_positions: int) -> None:
         found = kernel(*inputs)
         rate = best_rate(lambda inputs=inputs: kernel(*inputs), len(these))
         sample = these[:reference_positions]
-        ref = best_rate(lambda sample=sample: [reference(b) for b in sample], len(sample),
+        ref = best_rate(lambda sample=sample: [twin(b) for b in sample], len(sample),
                         0.0, 1)
         with_one = int((found[:, 0] != 0xFFFF).sum())
         print(f"| {name:<28} | {len(these):>9,} | {with_one:>8,} | {rate:>12,.0f} | "

@@ -71,11 +71,25 @@ def keep_mask(key_files: Sequence[Path], max_repeats: int, work: Path,
         keys = np.concatenate([np.fromfile(f, dtype="<u8") for f in key_files])
         keep = np.memmap(tmp, dtype=bool, mode="w+", shape=(total,))
         keep[:] = repeat_keep_mask(keys, max_repeats)
-        keep.flush()
-        del keep
-        tmp.replace(out)
-        return np.memmap(out, dtype=bool, mode="r", shape=(total,))
-    spill = Path(work) / "spill"
+    else:
+        spill = Path(work) / "spill"
+        paths = _write_partitions(key_files, sizes, bits, budget, spill)
+        keep = np.memmap(tmp, dtype=bool, mode="w+", shape=(total,))
+        for path in paths:
+            pairs = np.fromfile(path, dtype=PAIR)
+            keep[pairs["index"]] = repeat_keep_mask(pairs["key"], max_repeats)
+            path.unlink()
+        shutil.rmtree(spill, ignore_errors=True)
+    keep.flush()
+    del keep
+    tmp.replace(out)
+    return np.memmap(out, dtype=bool, mode="r", shape=(total,))
+
+
+def _write_partitions(key_files: Sequence[Path], sizes: list[int], bits: int, budget: int,
+                      spill: Path) -> list[Path]:
+    """Every part's (key, global index) pairs, in input order, appended to the partition
+    file of their key's hash under `spill` (made afresh); returns the files."""
     shutil.rmtree(spill, ignore_errors=True)
     spill.mkdir(parents=True)
     paths = [spill / f"{p:05d}.pairs" for p in range(1 << bits)]
@@ -97,13 +111,4 @@ def keep_mask(key_files: Sequence[Path], max_repeats: int, work: Path,
     finally:
         for h in handles:
             h.close()
-    keep = np.memmap(tmp, dtype=bool, mode="w+", shape=(total,))
-    for path in paths:
-        pairs = np.fromfile(path, dtype=PAIR)
-        keep[pairs["index"]] = repeat_keep_mask(pairs["key"], max_repeats)
-        path.unlink()
-    keep.flush()
-    del keep
-    tmp.replace(out)
-    shutil.rmtree(spill, ignore_errors=True)
-    return np.memmap(out, dtype=bool, mode="r", shape=(total,))
+    return paths

@@ -56,10 +56,20 @@ TIMEOUT_S = 60.0
 
 def stalemating_moves(board: chess.Board) -> list[chess.Move]:
     """The legal moves of the side to move after which the other side is stalemated."""
+    return _moves_after_which(board, chess.Board.is_stalemate)
+
+
+def mating_moves(board: chess.Board) -> list[chess.Move]:
+    """The legal moves of the side to move after which the other side is checkmated
+    (python-chess: the twin of labelers.mates)."""
+    return _moves_after_which(board, chess.Board.is_checkmate)
+
+
+def _moves_after_which(board: chess.Board, holds) -> list[chess.Move]:
     out = []
     for move in board.legal_moves:
         board.push(move)
-        if board.is_stalemate():
+        if holds(board):
             out.append(move)
         board.pop()
     return out

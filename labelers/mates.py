@@ -47,6 +47,7 @@ from labelers.stalemate import (
     _UP_ATTACKS,
     NO_MOVE,
     _attacked,
+    _castlings,
     _index,
     _them_can_move,
     inputs_of_boards,
@@ -158,18 +159,13 @@ def _position(bb, castling, ep_file, after, found):
                 if _mates(bb, after, frm, to, kind, kind, captured, -1, -1):
                     found[count] = _index(frm, to, kind, kind)
                     count += 1
-    # castling (the rook may give check): as labelers.stalemate's
-    if castling & 3 and bb[_K] & _BIT[4] and not _attacked(4, bb, occ, _THEM, _ZERO):
-        if castling & 1 and bb[_R] & _BIT[7] and not occ & (_BIT[5] | _BIT[6]):
-            if not _attacked(5, bb, occ, _THEM, _ZERO):
-                if _mates(bb, after, 4, 6, _K, _K, -1, 7, 5):
-                    found[count] = _index(4, 6, _K, _K)
-                    count += 1
-        if castling & 2 and bb[_R] & _BIT[0] and not occ & (_BIT[1] | _BIT[2] | _BIT[3]):
-            if not _attacked(3, bb, occ, _THEM, _ZERO):
-                if _mates(bb, after, 4, 2, _K, _K, -1, 0, 3):
-                    found[count] = _index(4, 2, _K, _K)
-                    count += 1
+    can = _castlings(bb, castling, occ)  # (the rook may give check)
+    if can & 1 and _mates(bb, after, 4, 6, _K, _K, -1, 7, 5):
+        found[count] = _index(4, 6, _K, _K)
+        count += 1
+    if can & 2 and _mates(bb, after, 4, 2, _K, _K, -1, 0, 3):
+        found[count] = _index(4, 2, _K, _K)
+        count += 1
     pawns = bb[_P]
     ep = 40 + ep_file if ep_file >= 0 else -1
     while pawns:

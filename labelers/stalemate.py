@@ -283,6 +283,23 @@ def _leaves_one_free(free, ksq, frm, to):
 
 
 @njit(**_JIT)
+def _castlings(bb, castling, occ):
+    """Our castlings that may be legal: bit 0 kingside, bit 1 queenside. Each needs its
+    right, the king on e1 and the rook on its corner, the squares between them empty, and
+    the king's square and the one it crosses not attacked; the landing square is left to
+    the caller, which plays the move and tests our king (`_stalemates`, mates' `_mates`)."""
+    can = 0
+    if castling & 3 and bb[_K] & _BIT[4] and not _attacked(4, bb, occ, _THEM, _ZERO):
+        if castling & 1 and bb[_R] & _BIT[7] and not occ & (_BIT[5] | _BIT[6]):
+            if not _attacked(5, bb, occ, _THEM, _ZERO):
+                can |= 1
+        if castling & 2 and bb[_R] & _BIT[0] and not occ & (_BIT[1] | _BIT[2] | _BIT[3]):
+            if not _attacked(3, bb, occ, _THEM, _ZERO):
+                can |= 2
+    return can
+
+
+@njit(**_JIT)
 def _position(bb, castling, ep_file, after, found):
     """The stalemating moves of one position into `found`; returns how many."""
     ours = bb[0] | bb[1] | bb[2] | bb[3] | bb[4] | bb[5]
@@ -309,19 +326,13 @@ def _position(bb, castling, ep_file, after, found):
                 if _stalemates(bb, after, frm, to, kind, kind, captured, -1, -1):
                     found[count] = _index(frm, to, kind, kind)
                     count += 1
-    # castling: the king on e1, the rook on its corner, the squares between empty, the
-    # king's square and the one it crosses not attacked (the landing square: by _stalemates)
-    if castling & 3 and bb[_K] & _BIT[4] and not _attacked(4, bb, occ, _THEM, _ZERO):
-        if castling & 1 and bb[_R] & _BIT[7] and not occ & (_BIT[5] | _BIT[6]):
-            if not _attacked(5, bb, occ, _THEM, _ZERO):
-                if _stalemates(bb, after, 4, 6, _K, _K, -1, 7, 5):
-                    found[count] = _index(4, 6, _K, _K)
-                    count += 1
-        if castling & 2 and bb[_R] & _BIT[0] and not occ & (_BIT[1] | _BIT[2] | _BIT[3]):
-            if not _attacked(3, bb, occ, _THEM, _ZERO):
-                if _stalemates(bb, after, 4, 2, _K, _K, -1, 0, 3):
-                    found[count] = _index(4, 2, _K, _K)
-                    count += 1
+    can = _castlings(bb, castling, occ)
+    if can & 1 and _stalemates(bb, after, 4, 6, _K, _K, -1, 7, 5):
+        found[count] = _index(4, 6, _K, _K)
+        count += 1
+    if can & 2 and _stalemates(bb, after, 4, 2, _K, _K, -1, 0, 3):
+        found[count] = _index(4, 2, _K, _K)
+        count += 1
     pawns = bb[_P]
     ep = 40 + ep_file if ep_file >= 0 else -1
     while pawns:

@@ -18,7 +18,7 @@ import torch
 
 from dataengine import policy, schema, views
 from dataengine.build import build, read_val_zarr
-from dataengine.traps import stalemating_moves
+from dataengine.traps import mating_moves, stalemating_moves
 from labelers import MASK_NAMES, reference
 from tests import naive
 from train import checkpoint as ckpt
@@ -204,12 +204,7 @@ def _slow_position(net, block, i: int, teacher_mix: float) -> dict[str, tuple[fl
     stalemating = {policy.move_to_index(m, board.turn) for m in stalemating_moves(board)}
     best = max(range(len(logits)), key=lambda j: logits[j])
     v["stalemate_top1"] = (float(best in stalemating), float(bool(stalemating)))
-    mating = set()
-    for m in board.legal_moves:
-        board.push(m)
-        if board.is_checkmate():
-            mating.add(policy.move_to_index(m, not board.turn))
-        board.pop()
+    mating = {policy.move_to_index(m, board.turn) for m in mating_moves(board)}
     v["mate_top1"] = (float(best in mating), float(bool(mating)))
 
     result, teacher = views.result_white(block, i), views.eval_white(block, i)

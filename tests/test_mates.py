@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from dataengine import policy
+from dataengine.traps import mating_moves
 from labelers.mates import MAX_MATE_MOVES, NO_MOVE, inputs_of_boards, mate_moves
 from tests.test_labelers import RANDOM_GAMES_SEED, random_boards, random_placements
 from tests.test_stalemate import (
@@ -42,15 +43,9 @@ from tests.test_stalemate import assert_agrees as _assert_agrees
 
 
 def every_mating_index(board: chess.Board) -> list[int]:
-    """python-chess: the ascending policy indices of the legal moves of the (canonical,
-    White to move) `board` that checkmate the other side."""
-    mates = []
-    for move in board.legal_moves:
-        board.push(move)
-        if board.is_checkmate():
-            mates.append(policy.move_to_index(move, chess.WHITE))
-        board.pop()
-    return sorted(mates)
+    """python-chess (traps.mating_moves): the ascending policy indices of the legal moves
+    of the (canonical, White to move) `board` that checkmate the other side."""
+    return sorted(policy.move_to_index(m, chess.WHITE) for m in mating_moves(board))
 
 
 def reference(board: chess.Board) -> list[int]:
