@@ -339,6 +339,26 @@ def test_random_games_agree_with_python_chess_and_read_pgn(tmp_path):
           "python-chess and read_pgn")
 
 
+def test_batch_uci_lines_are_python_chess_uci():
+    """`DecodedBatch.uci_lines` (the game identities' move text) against python-chess's
+    own `Move.uci()`, on random games with promotions, castling and en passant, and a
+    rejected game in the batch (its text empty, the others' unshifted)."""
+    games, stats = random_games(seed=16, count=600, decorate=False)
+    assert stats["promotion"] >= 100
+    texts = [text.encode() for _, text, _, _ in games] + [b"1. e4 e5 2. Ke3 *"]
+    batch = decode_games(texts, [start_of(tags) for tags, _, _, _ in games] + [None])
+    lines = batch.uci_lines()
+    assert len(lines) == len(texts) and lines[-1] == "" and batch.status[-1] == REJECT
+    checked = 0
+    for (_, _, _, moves), line, status in zip(games, lines, batch.status, strict=False):
+        if status == OK:
+            assert line == " ".join(m.uci() for m in moves)
+            checked += 1
+    assert checked >= 0.9 * len(games)
+    assert any(len(word) == 5 for line in lines for word in line.split())  # promotions
+    assert decode_games([]).uci_lines() == []
+
+
 def respell(rng: random.Random, board: chess.Board, move: chess.Move) -> str:
     """Another spelling of `move` that python-chess may or may not accept (or a wrong one)."""
     san = board.san(move)

@@ -36,14 +36,16 @@ SHARED_PGNS = sorted(p for p in DATA.rglob("*.pgn*") if p.is_file()) if DATA els
 def decoded(monkeypatch) -> list[int]:
     """[games the fast path decoded, games it rejected], counted as read_pgn calls it."""
     counts = [0, 0]
-    decode_game = fastpgn.decode_game
+    decode_games = fastpgn.decode_games
 
-    def counting(movetext, start=None):
-        got = decode_game(movetext, start)
-        counts[got.status != fastpgn.OK] += 1
+    def counting(movetexts, starts=None):
+        got = decode_games(movetexts, starts)
+        ok = int((got.status == fastpgn.OK).sum())
+        counts[0] += ok
+        counts[1] += len(got.status) - ok
         return got
 
-    monkeypatch.setattr(fastpgn, "decode_game", counting)
+    monkeypatch.setattr(fastpgn, "decode_games", counting)
     return counts
 
 
@@ -137,13 +139,13 @@ def test_random_and_mutated_games_read_the_same(tmp_path, decoded):
 
 def test_the_comparison_sees_a_wrong_fast_path(tmp_path, monkeypatch):
     """The comparisons above fail when the fast path's Unit is off by one halfmove."""
-    decode_game = fastpgn.decode_game
+    decode_games = fastpgn.decode_games
 
-    def off_by_one(movetext, start=None):
-        got = decode_game(movetext, start)
+    def off_by_one(movetexts, starts=None):
+        got = decode_games(movetexts, starts)
         return dataclasses.replace(got, halfmove=got.halfmove + 1)
 
-    monkeypatch.setattr(fastpgn, "decode_game", off_by_one)
+    monkeypatch.setattr(fastpgn, "decode_games", off_by_one)
     fast, slow = read_both(SAMPLE_PGNS[0])
     with pytest.raises(AssertionError, match="item 0 differs"):
         assert_same_items(fast, slow, "wrong")

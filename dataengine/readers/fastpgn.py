@@ -822,6 +822,40 @@ def decode_game(movetext: bytes, start: Start | None = None) -> Decoded:
     return Decoded(status, ply, *(a[:rows] for a in outs))
 
 
+# UCI promotion letters by the packed move's promotion (a python-chess piece type):
+# 0 and 1 (pawn) write none, as `base._uci_line`'s table.
+_UCI_PROMOTION = np.zeros(8, dtype=np.uint8)
+_UCI_PROMOTION[2:6] = np.frombuffer(b"nbrq", dtype=np.uint8)
+
+
+@njit(**_JIT)
+def _uci_text(move, first, plies, status, out, ends):
+    """The UCI text of each accepted game's known moves (>= 0), space separated, the
+    games one after another in `out` (6 bytes a row suffice); ``ends[g]``: where game
+    g's text ends (a rejected game's is empty). `base._uci_line`, for a batch."""
+    at = 0
+    for g in range(status.shape[0]):
+        if status[g] == OK:
+            start = at
+            for i in range(first[g], first[g] + plies[g] + 1):
+                m = move[i]
+                if m < 0:
+                    continue
+                if at > start:
+                    out[at] = 32
+                    at += 1
+                frm, to, promotion = m & 63, (m >> 6) & 63, m >> 12
+                out[at] = 97 + (frm & 7)
+                out[at + 1] = 49 + (frm >> 3)
+                out[at + 2] = 97 + (to & 7)
+                out[at + 3] = 49 + (to >> 3)
+                at += 4
+                if 0 <= promotion < 8 and _UCI_PROMOTION[promotion]:
+                    out[at] = _UCI_PROMOTION[promotion]
+                    at += 1
+        ends[g] = at
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedBatch:
     """Many games: per game status/ply/first row; the accepted games' positions packed
@@ -849,6 +883,16 @@ class DecodedBatch:
                                self.halfmove, self.move, self.eval_cp, self.eval_mate,
                                self.has_eval)
         ))  # fmt: skip
+
+    def uci_lines(self) -> list[str]:
+        """Each game's known moves as UCI text, space separated ("" for a rejected
+        game): what `base._uci_line` gives for its moves, in one compiled call."""
+        out = np.empty(6 * len(self.move) + 1, dtype=np.uint8)
+        ends = np.empty(len(self.status), dtype=np.int64)
+        _uci_text(self.move, self.first, self.ply, self.status, out, ends)
+        text = out[: ends[-1] if len(ends) else 0].tobytes().decode("ascii")
+        bounds = [0, *ends.tolist()]
+        return [text[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def decode_games(movetexts: Sequence[bytes], starts: Sequence[Start | None] | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 import chess
@@ -364,6 +365,7 @@ def _read_pgn(
             lines = _seek_lines(f, first)
         else:
             lines = _lines(f, 0, 1)
+        pending = _Pending(fast, arrays)  # games waiting for the decoder, in file order
         game_line = 0  # 0: no game yet
         tags: list[bytes] = []
         movetext: list[bytes] = []
@@ -375,9 +377,11 @@ def _read_pgn(
                 if _is_tag_line(line):
                     if not prev_tag:
                         if game_line:
-                            yield from _pgn_unit(path, game_line, tags, movetext, False, fast, filters, arrays)
+                            yield from pending.add(
+                                _prepare(path, game_line, tags, movetext, False, fast, filters))
                         if end is not None and offset >= end:
                             _mark_line(f, offset, lineno)  # where the next range starts
+                            yield from pending.flush()
                             return
                         game_line, tags, movetext = lineno, [], []
                         blank = in_comment = False
@@ -394,19 +398,23 @@ def _read_pgn(
                     continue  # escape line, or a comment line outside movetext
                 if not game_line or blank:  # movetext without tags: a game of its own
                     if game_line:
-                        yield from _pgn_unit(path, game_line, tags, movetext, False, fast, filters, arrays)
+                        yield from pending.add(
+                            _prepare(path, game_line, tags, movetext, False, fast, filters))
                     game_line, tags, movetext = lineno, [], []
                     blank = False
                 movetext.append(line)
                 in_comment = _comment_open_after(line, in_comment)
         except _Truncated as exc:
             if game_line:
-                yield from _pgn_unit(path, game_line, tags, movetext, True, fast, filters, arrays)
+                yield from pending.add(
+                    _prepare(path, game_line, tags, movetext, True, fast, filters))
+            yield from pending.flush()
             yield exc.skip(path)
             return
         if game_line:
-            yield from _pgn_unit(path, game_line, tags, movetext, True, fast, filters, arrays)
-        elif empty and not start:
+            yield from pending.add(_prepare(path, game_line, tags, movetext, True, fast, filters))
+        yield from pending.flush()
+        if not game_line and empty and not start:
             yield Skip("empty", path, 1, "the file is empty")
 
 
@@ -427,7 +435,22 @@ def _decode(tag_bytes: bytes, movetext_bytes: bytes) -> tuple[str, str, str | No
     raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
 
 
-def _pgn_unit(
+@dataclass(frozen=True, slots=True)
+class _Game:
+    """A game whose tags were read and passed, its movetext not yet played."""
+
+    path: str
+    line: int
+    headers: dict[str, str]
+    fen: str | None
+    board: chess.Board | None  # the FEN tag's start position; None: the standard one
+    movetext: str
+    movetext_bytes: bytes
+    notes: list[Note]
+    start: fastpgn.Start | None  # for the numba decoder; None: python-chess plays it
+
+
+def _prepare(
     path: str,
     line: int,
     tag_lines: list[bytes],
@@ -435,9 +458,8 @@ def _pgn_unit(
     at_eof: bool,
     fast: bool,
     filters: PgnFilters | None = None,
-    arrays: bool = False,
-) -> list[Unit | Skip | Note]:
-    """The game at `line`: [Skip], or [Unit] followed by a Note per change made to it."""
+) -> list[Unit | Skip | Note] | _Game:
+    """The game at `line`: [Skip], or the `_Game` to play."""
     movetext_bytes = b"".join(movetext_lines)
     tag_text, movetext, recoded = _decode(b"".join(tag_lines), movetext_bytes)
     notes = [] if recoded is None else [Note("recoded", path, line, _clip(recoded))]
@@ -450,9 +472,8 @@ def _pgn_unit(
         if failed is not None:
             return [Skip(failed[0], path, line, _clip(failed[1]))]
     fen = headers.get("FEN")
-    if fen is None:
-        board = chess.Board()
-    else:
+    board = None  # the standard start, made if python-chess plays the game
+    if fen is not None:
         try:
             board = chess.Board(fen)
         except ValueError as exc:
@@ -470,34 +491,96 @@ def _pgn_unit(
                 _clip(f"file ends after the tag section: {tag_text[-80:]!r}"),
             )]
         return [Skip("no_moves", path, line, "game has no movetext")]
+    # The decoder reads only ASCII bytes, so the undecoded bytes do whatever the
+    # encoding; what it rejects, python-chess plays (or truncates, or skips).
+    start = None
     if fast:
-        # The decoder reads only ASCII bytes, so the undecoded bytes do whatever the
-        # encoding; what it rejects, python-chess plays (or truncates, or skips).
         start = fastpgn.STANDARD_START if fen is None else fastpgn.start_from_board(board)
-        if start is not None:
-            decoded = fastpgn.decode_game(movetext_bytes, start)
-            if decoded.status == fastpgn.OK:
-                return [_decoded_unit(headers, fen, line, decoded, arrays), *notes]
+    return _Game(path, line, headers, fen, board, movetext, movetext_bytes, notes, start)
+
+
+#: Games the numba decoder takes in one call (`_Pending`): enough that the call's
+#: Python (per game a few microseconds) is small next to the decoding, few enough that
+#: the games wait in memory only briefly.
+_BATCH_GAMES = 256
+
+
+class _Pending:
+    """What `_prepare` gave, in file order, until `_BATCH_GAMES` games are waiting: then
+    their movetexts go through `fastpgn.decode_games` in one call, and the items come
+    out, in order, as one game at a time would give them."""
+
+    def __init__(self, fast: bool, arrays: bool) -> None:
+        self.fast, self.arrays = fast, arrays
+        self.items: list[list[Unit | Skip | Note] | _Game] = []
+        self.games = 0
+
+    def add(self, item: list[Unit | Skip | Note] | _Game) -> list[Unit | Skip | Note]:
+        if isinstance(item, list) and not self.items:
+            return item  # nothing waits before it
+        if not isinstance(item, list) and item.start is None and not self.items:
+            return _play_game(item)
+        self.items.append(item)
+        if not isinstance(item, list) and item.start is not None:
+            self.games += 1
+            if self.games >= _BATCH_GAMES:
+                return self.flush()
+        return []
+
+    def flush(self) -> list[Unit | Skip | Note]:
+        items, self.items, self.games = self.items, [], 0
+        games = [g for g in items if not isinstance(g, list) and g.start is not None]
+        if not games:  # only games for python-chess, and skips
+            return [x for item in items for x in
+                    (item if isinstance(item, list) else _play_game(item))]
+        batch = fastpgn.decode_games([g.movetext_bytes for g in games],
+                                     [g.start for g in games])
+        texts, status = batch.uci_lines(), batch.status.tolist()
+        out: list[Unit | Skip | Note] = []
+        k = 0  # the next game of the batch
+        for item in items:
+            if isinstance(item, list):
+                out += item
+            elif item.start is None:
+                out += _play_game(item)
+            else:
+                if status[k] == fastpgn.OK:
+                    unit = _decoded_unit(item.headers, item.fen, item.line, batch.game(k),
+                                         self.arrays, texts[k])
+                    out += [unit, *item.notes]
+                else:
+                    out += _play_game(item)
+                k += 1
+        return out
+
+
+def _play_game(game: _Game) -> list[Unit | Skip | Note]:
+    """`game` played by python-chess: [Skip], or [Unit] followed by a Note per change
+    made to it."""
+    board = chess.Board() if game.board is None else game.board
+    path, line, notes = game.path, game.line, game.notes
     first_turn = board.turn
     cols = _Columns()
     try:
-        comments = _play(board, movetext, cols)
+        comments = _play(board, game.movetext, cols)
     except _BadMove as exc:
         if not cols.move:  # nothing before the bad move but the first board
             return [Skip("illegal_move", path, line, _clip(exc.detail))]
         comments = exc.comments
         detail = f"{exc.detail}; the {len(cols.move)} moves before it are kept"
-        notes.append(Note("truncated", path, line, _clip(detail)))
+        notes = [*notes, Note("truncated", path, line, _clip(detail))]
     else:
         if not cols.move:
-            return [Skip("no_moves", path, line, _clip(f"no moves in {movetext.strip()!r}"))]
+            return [Skip("no_moves", path, line,
+                         _clip(f"no moves in {game.movetext.strip()!r}"))]
         cols.add(board)
     # the last board (the game's end, or the board before the bad move) has no target
     cols.move.append(-1)
     n = len(cols.move) - 1
     unit = _make_unit(
-        "pgn", _identity(headers, fen, cols.move), line, cols, _alternating(first_turn, n + 1),
-        list(range(n + 1)), result=_RESULTS.get(headers.get("Result", "*"), RESULT_UNKNOWN),
+        "pgn", _identity(game.headers, game.fen, _uci_line(cols.move)), line, cols,
+        _alternating(first_turn, n + 1), list(range(n + 1)),
+        result=_RESULTS.get(game.headers.get("Result", "*"), RESULT_UNKNOWN),
         evals=_parse_evals(comments),
     )  # fmt: skip
     return [unit, *notes]
@@ -525,26 +608,30 @@ def _filtered(headers: dict[str, str], filters: PgnFilters) -> tuple[str, str] |
     return None
 
 
-def _identity(headers: dict[str, str], fen: str | None, moves: list[int] | np.ndarray) -> str:
+def _identity(headers: dict[str, str], fen: str | None, uci: str) -> str:
+    """What a game's id is a hash of: its roster tags, its FEN tag, and its moves as UCI
+    text (`_uci_line`)."""
     identity = "|".join(
         [headers.get(tag, "") for tag in _ROSTER] + ([fen] if fen is not None else [])
     )
-    return identity + "|" + _uci_line(moves)
+    return identity + "|" + uci
 
 
 def _decoded_unit(
     headers: dict[str, str], fen: str | None, line: int, decoded: fastpgn.Decoded,
-    arrays: bool = False,
+    arrays: bool = False, uci: str | None = None,
 ) -> Unit:
     """The Unit of a game `fastpgn` accepted: its columns as Python lists, as `_make_unit`
-    makes them from the python-chess path, or (`arrays`) the decoder's arrays of them."""
+    makes them from the python-chess path, or (`arrays`) the decoder's arrays of them
+    (views: `decode_games`' arrays hold exactly the accepted games' positions). `uci`:
+    its moves' UCI text, if known (`DecodedBatch.uci_lines`)."""
     columns = (decoded.bitboards.reshape(-1), decoded.turn, decoded.castling,
                decoded.ep_square, decoded.halfmove, np.arange(len(decoded.move)), decoded.move,
                decoded.eval_cp, decoded.eval_mate, decoded.has_eval)
+    if uci is None:
+        uci = _uci_line(decoded.move)
     return Unit(
-        "pgn", _identity(headers, fen, decoded.move), line,
+        "pgn", _identity(headers, fen, uci), line,
         _RESULTS.get(headers.get("Result", "*"), RESULT_UNKNOWN), 0, "",
-        # (copies: the decoder's arrays are views of buffers sized for the movetext's bytes,
-        # several times the positions, which a piece's Units would otherwise keep)
-        *((c.copy() for c in columns) if arrays else (c.tolist() for c in columns)),
+        *(columns if arrays else (c.tolist() for c in columns)),
     )  # fmt: skip
