@@ -154,15 +154,15 @@ def encode_block(block: Block, level: int = ZSTD_LEVEL, omit: tuple[str, ...] = 
         table, themes_id = np.unique(themes, return_inverse=True)
     if len(table) > 0xFFFF:
         raise ValueError(f"a block may hold at most 65535 distinct theme strings, got {len(table)}")
-    chunks, columns, offset = [], [], 0
+    arrays, columns, offset = [], [], 0
     for c in COLUMNS:
         if c.name in omit:
             continue
         a = themes_id.astype(c.dtype) if c.name == "themes_id" else block[c.name]
-        raw = _shuffle(a.reshape(n, int(np.prod(c.shape, dtype=np.int64))))
-        columns.append([c.name, c.dtype, list(c.shape), offset, len(raw)])
-        chunks.append(raw)
-        offset += len(raw)
+        a = np.ascontiguousarray(a).reshape(n, int(np.prod(c.shape, dtype=np.int64)))
+        columns.append([c.name, c.dtype, list(c.shape), offset, a.nbytes])
+        arrays.append(a)
+        offset += a.nbytes
     header = {
         "format_version": FORMAT_VERSION,
         "label_spec_version": LABEL_SPEC_VERSION,
@@ -171,7 +171,14 @@ def encode_block(block: Block, level: int = ZSTD_LEVEL, omit: tuple[str, ...] = 
         "themes": [str(t) for t in table],
     }
     head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    payload = struct.pack("<I", len(head)) + head + b"".join(chunks)
+    # the payload in one buffer, each column shuffled into its place (no copy of the
+    # columns joined, and numpy's large buffers get transparent huge pages where the
+    # kernel offers them: fewer page faults than fresh bytes objects)
+    body = 4 + len(head)
+    payload = np.empty(body + offset, dtype=np.uint8)
+    payload[:body] = np.frombuffer(struct.pack("<I", len(head)) + head, dtype=np.uint8)
+    for a, (_, _, _, at, size) in zip(arrays, columns, strict=True):
+        _shuffle_into(a, payload[body + at : body + at + size])
     return zstandard.ZstdCompressor(
         level=level, write_content_size=True, write_checksum=True
     ).compress(payload)
@@ -205,19 +212,65 @@ def _transpose8_kernel(src: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return dst
 
 
+@numba.njit(cache=True, nogil=True)
+def _transpose_rows8_kernel(src: np.ndarray, rows: int, cols: int, dst: np.ndarray) -> None:
+    """A (rows, cols) uint8 matrix, row-major -> its transpose, row-major, into `dst`
+    (any length of rows): eight rows at a time, each column's eight bytes of them
+    written together, then the last rows % 8 rows one byte at a time."""
+    whole = rows - rows % 8
+    for r in range(0, whole, 8):
+        for c in range(cols):
+            d, s = c * rows + r, r * cols + c
+            dst[d] = src[s]
+            dst[d + 1] = src[s + cols]
+            dst[d + 2] = src[s + 2 * cols]
+            dst[d + 3] = src[s + 3 * cols]
+            dst[d + 4] = src[s + 4 * cols]
+            dst[d + 5] = src[s + 5 * cols]
+            dst[d + 6] = src[s + 6 * cols]
+            dst[d + 7] = src[s + 7 * cols]
+    for r in range(whole, rows):
+        for c in range(cols):
+            dst[c * rows + r] = src[r * cols + c]
+
+
+def _transpose_into(src: np.ndarray, rows: int, cols: int, dst: np.ndarray) -> None:
+    """The transpose of a (rows, cols) uint8 matrix given row-major, row-major, into the
+    1-D `dst`. The 8 x 8 tile kernel where both sides are multiples of 8 (a block's
+    4,096 records); else the eight-row kernel, except for a many-row matrix of narrow
+    rows, which numpy's strided copy transposes faster (measured on a piece's 175,295
+    records: planes, 96 bytes a row, 19.5 -> 9.1 ms with the eight-row kernel; 16-byte
+    rows 0.78 ms with numpy against 1.23)."""
+    if rows % 8 == 0 and cols % 8 == 0 and rows and cols:
+        dst[:] = _transpose8_kernel(src, rows, cols)
+    elif cols <= 16 < rows:
+        np.copyto(dst.reshape(cols, rows), src.reshape(rows, cols).T)
+    else:
+        _transpose_rows8_kernel(src, rows, cols, dst)
+
+
 def _transpose_bytes(src: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """The transpose of a (rows, cols) uint8 matrix given row-major, row-major (1-D): a
     new, writable array (`src` may be a read-only buffer's)."""
     if rows % 8 == 0 and cols % 8 == 0 and rows and cols:
         return _transpose8_kernel(src, rows, cols)
-    return np.array(src.reshape(rows, cols).T, order="C").reshape(-1)
+    dst = np.empty(rows * cols, dtype=np.uint8)
+    _transpose_into(src, rows, cols, dst)
+    return dst
+
+
+def _shuffle_into(a: np.ndarray, dst: np.ndarray) -> None:
+    """(n, width) -> its bytes ordered (feature, byte, record), into the uint8 `dst`."""
+    n, width = a.shape
+    src = np.ascontiguousarray(a).view(np.uint8).reshape(-1)
+    _transpose_into(src, n, width * a.dtype.itemsize, dst)
 
 
 def _shuffle(a: np.ndarray) -> bytes:
     """(n, width) -> bytes ordered (feature, byte, record)."""
-    n, width = a.shape
-    src = np.ascontiguousarray(a).view(np.uint8).reshape(-1)
-    return _transpose_bytes(src, n, width * a.dtype.itemsize).tobytes()
+    dst = np.empty(a.size * a.dtype.itemsize, dtype=np.uint8)
+    _shuffle_into(a, dst)
+    return dst.tobytes()
 
 
 def _unshuffle(buf, dtype: np.dtype, n: int, width: int) -> np.ndarray:

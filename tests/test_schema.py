@@ -50,7 +50,8 @@ def test_block_round_trip(n, seed):
 @pytest.mark.parametrize("dtype, width", [("<u8", 20), ("<u8", 12), ("<u2", 8), ("<u2", 1),
                                           ("i1", 1)])
 def test_byte_shuffle_is_the_byte_transpose(n, dtype, width):
-    # (n and the row's bytes both multiples of 8 take the 8 x 8 tile kernel, the rest numpy)
+    # (n and the row's bytes both multiples of 8 take the 8 x 8 tile kernel, the rest the
+    # eight-row kernel or, for many narrow rows, numpy)
     a = np.random.default_rng(n).integers(0, 2**63, size=(n, width)).astype(dtype)
     size = np.dtype(dtype).itemsize
     want = a.view(np.uint8).reshape(n, width * size)
