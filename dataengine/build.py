@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -49,6 +50,7 @@ from concurrent.futures import (
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 
 import numpy as np
@@ -666,17 +668,21 @@ def merge_task(job: MergeJob) -> dict:
 
 def _in_order(jobs: list[MergeJob], pool: Executor | None, ahead: int) -> Iterator[dict]:
     """`merge_task` of each job, in order: on `pool` with at most `ahead` jobs submitted
-    and not yet handed back (what they return waits in memory), else here."""
+    and not yet handed back (what they return waits in memory; the first ones are
+    submitted at once, before the first is asked for), else here."""
     if pool is None:
-        yield from map(merge_task, jobs)
-        return
-    queue: deque[Future] = deque()
-    for job in jobs:
-        queue.append(pool.submit(merge_task, job))
-        if len(queue) >= ahead:
+        return map(merge_task, jobs)
+    queue = deque(pool.submit(merge_task, job) for job in jobs[:ahead])
+
+    def results() -> Iterator[dict]:
+        for job in jobs[ahead:]:
+            done = queue.popleft().result()
+            queue.append(pool.submit(merge_task, job))
+            yield done
+        while queue:
             yield queue.popleft().result()
-    while queue:
-        yield queue.popleft().result()
+
+    return results()
 
 
 def merge(
@@ -718,7 +724,11 @@ def merge(
         for games in kept_games(task, size, offset):
             train_start += int((~is_val_game(games, threshold)).sum())
 
-    # pass 2: per part (merge_task), then blocks and shards here, in order
+    # pass 2: per part (merge_task), then blocks and shards here, in order; the pool
+    # works up to 3 parts a core (and 4) ahead of the writing, whose results wait in
+    # memory (a part's heads and tails: at most 2 blocks' records), so that the
+    # writing's slow moments (the shards' fsyncs) do not leave the pool idle
+    results = _in_order(jobs, pool, ahead=4 + 3 * max(1, threads or 1))
     for split in schema.SPLITS:  # stale shards of an earlier build must not linger
         for old in (out / split).glob("shard-*.tar") if (out / split).exists() else []:
             old.unlink()
@@ -727,7 +737,6 @@ def merge(
     val_zarr = ValZarrWriter(out / VAL_ZARR, int(per_bucket[:threshold].sum()))
     skip_counts, note_counts, first = Counter(), Counter(), []
     per_file = {i: Counter() for i in range(len(files))}
-    results = _in_order(jobs, pool, ahead=2 * max(1, threads or 1))
     for task, size, done in zip(progress(ordered, desc="write", disable=quiet), sizes, results,
                                 strict=True):
         task_skips = json.loads(part_paths(work, task.key)[1].read_text())
@@ -840,14 +849,26 @@ def warm_up() -> int:
     return os.getpid()
 
 
+def _pool_context() -> BaseContext:
+    """How the pool's processes start: forked from a fork server that imported their
+    modules and loaded their numba caches once (`dataengine.forkserver_preload`), where
+    the platform has one; else spawned, each loading its own. Never forked from this
+    process, whose threads (numba's parallel kernels, a caller's) do not survive a fork."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return get_context("spawn")
+    context = get_context("forkserver")
+    context.set_forkserver_preload(["dataengine.forkserver_preload"])
+    return context
+
+
 @contextmanager
 def _process_pool(workers: int) -> Iterator[Executor | None]:
-    """`workers` spawned processes (numba's threads and fork do not mix), None for one:
-    then everything runs in this process. Each starts with `warm_up` at once."""
+    """`workers` processes (`_pool_context`), None for one: then everything runs in this
+    process. Each starts with `warm_up` at once."""
     if workers <= 1:
         yield None
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
         for _ in range(workers):
             pool.submit(warm_up)
         yield pool

@@ -130,6 +130,23 @@ def test_the_pool_warm_up_runs_a_game_through_a_task_and_its_merge():
         assert pool.submit(warm_up).result() != os.getpid()
 
 
+def _loaded_before_the_task() -> tuple[bool, int]:
+    from dataengine.readers.fastpgn import _decode_batch  # a numba dispatcher the warm-up ran
+    return "dataengine.forkserver_preload" in sys.modules, len(_decode_batch.signatures)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork server on Windows")
+def test_pool_processes_fork_from_a_warmed_fork_server():
+    """The pool's processes start with the build's modules imported and numba's kernels
+    loaded (by the fork server, once), not each on its own."""
+    from dataengine.build import _process_pool
+
+    with _process_pool(2) as pool:
+        assert pool._mp_context.get_start_method() == "forkserver"
+        preloaded, signatures = pool.submit(_loaded_before_the_task).result()
+    assert preloaded and signatures >= 1
+
+
 def test_resume_after_sigkill(tmp_path):
     cfg = small_tasks_config(tmp_path)
     cmd = [sys.executable, "-m", "dataengine.build", *naive.SAMPLE_INPUTS, "--workers", "1",
