@@ -883,8 +883,8 @@ def build(
     cfg = cfg or BuildConfig()
     out = Path(out)
     t0 = time.perf_counter()
-    # `workers` local processes (spawned once, for the parse and the merge, and started
-    # while the inputs are hashed and cut) and as many compression threads in the merge:
+    # `workers` local processes (started once, for the parse and the merge, while the
+    # inputs are hashed and cut) and as many compression threads in the merge:
     # the number of cores the build keeps busy (with a cluster the parse is elsewhere and
     # the merge uses every local core)
     local = (os.cpu_count() or 1) if scheduler else max(1, workers)

@@ -175,7 +175,8 @@ def test_build_gives_the_same_bytes_fast_or_not(tmp_path, monkeypatch, decoded):
 
 @pytest.mark.parametrize(("value", "expected"), [("0", False), (None, True)])
 def test_environment_switch(value, expected):
-    """Spawned build workers import the reader afresh: DATAENGINE_FASTPGN=0 reaches them."""
+    """Build workers import the reader afresh (a fork server, or spawned): the variable
+    DATAENGINE_FASTPGN=0 reaches them."""
     env = {k: v for k, v in os.environ.items() if k != "DATAENGINE_FASTPGN"}
     if value is not None:
         env["DATAENGINE_FASTPGN"] = value

@@ -36,7 +36,7 @@ non-ASCII byte outside a comment is rejected anyway.
 
 The start position comes from :func:`start_from_board` (the board of a ``FEN``
 tag, after ``pgn.py`` checked ``is_valid()``) or is the standard one.
-Throughput (bench/bench_dataengine.py, 1,500 Stockfish games): about 2-3 M
+Throughput (bench/bench_dataengine.py, 1,500 Stockfish games): about 3-5 M
 positions/s for the decode alone on one core.
 """
 

@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from dataengine.config import PgnFilters
 
 #: The default of `read_pgn`'s `fast`: decode movetext with `fastpgn` first. Build workers
-#: are spawned processes, so the environment turns it off for them too:
-#: ``DATAENGINE_FASTPGN=0``.
+#: import the reader afresh (in a fork server started with the build's environment, or
+#: spawned), so the environment turns it off for them too: ``DATAENGINE_FASTPGN=0``.
 FAST = os.environ.get("DATAENGINE_FASTPGN", "1") != "0"
 
 # --------------------------------------------------------------------------
