@@ -39,7 +39,7 @@ import shutil
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import (
     Executor,
     Future,
@@ -61,6 +61,7 @@ from dataengine.buckets import assign_buckets
 from dataengine.config import BuildConfig, ConfigError, PgnFilters, load_build_config, to_dict
 from dataengine.fileio import atomic_write, sha256_file, tar_bytes
 from dataengine.progress import progress, tqdm
+from dataengine.records import RepeatCounter
 from dataengine.shm import remove_stale_semaphores
 
 MANIFEST = manifests.MANIFEST_NAME
@@ -310,10 +311,17 @@ def run_on_dask(todo: list[Task], work: Path, scheduler: str, workers: int, adva
 
 
 def parse_all(tasks: list[Task], work: Path, workers: int, quiet: bool,
-              scheduler: str | None = None, pool: Executor | None = None) -> None:
+              scheduler: str | None = None, pool: Executor | None = None,
+              finished: Callable[[Task], None] | None = None) -> None:
     """Run the tasks whose part is not finished: on the Dask `scheduler`, else on `pool`
-    (processes), else here."""
+    (processes), else here. `finished(task)`: called here for each task whose part is
+    finished, those of an earlier run first."""
     todo = [t for t in tasks if not part_paths(work, t.key)[0].exists()]
+    if finished is not None:
+        pending = set(todo)
+        for t in tasks:
+            if t not in pending:
+                finished(t)
     done_bytes = sum(t.size for t in tasks) - sum(t.size for t in todo)
     bar = progress(
         total=sum(t.size for t in tasks), initial=done_bytes, unit="B", unit_scale=True,
@@ -325,6 +333,8 @@ def parse_all(tasks: list[Task], work: Path, workers: int, quiet: bool,
 
     def advance(task: Task, summary: dict) -> None:
         nonlocal records
+        if finished is not None:
+            finished(task)
         records += summary["records"]
         bar.update(task.size)
         bar.set_postfix(pos_s=f"{records / max(time.perf_counter() - t0, 1e-9):,.0f}")
@@ -565,6 +575,12 @@ def game_bucket_counts(game_ids: np.ndarray) -> np.ndarray:
                        minlength=VAL_BUCKETS)
 
 
+def add_game_bucket_counts(per_bucket: np.ndarray, game_ids: np.ndarray) -> None:
+    """``per_bucket += game_bucket_counts(game_ids)``, without a table of every bucket
+    for each slice of records (half the time for a slice of ~88k)."""
+    np.add.at(per_bucket, (game_ids % np.uint64(VAL_BUCKETS)).astype(np.int64), 1)
+
+
 def val_threshold_of_counts(per_bucket: np.ndarray, cfg: BuildConfig) -> int:
     """`val_threshold` from the kept records per game-id bucket (summed part by part, so
     no list of every game id is needed)."""
@@ -581,6 +597,60 @@ def val_threshold_of_counts(per_bucket: np.ndarray, cfg: BuildConfig) -> int:
     while t > base and below[t] > cfg.val_max_fraction * records:
         t -= 1
     return max(base, t)
+
+
+class EarlyCap:
+    """The merge's first pass (the repeat cap's mask and the kept records per game-id
+    bucket), done while the pool parses (this process waits then): each part's keys are
+    counted as soon as it and every part before it are finished (`parse_all`'s
+    `finished`), in input order, in memory. Past `cfg.spill_pairs` records it stops and
+    the merge caps them on disk instead (`spill.keep_mask`, the same mask)."""
+
+    def __init__(self, tasks: list[Task], work: Path, cfg: BuildConfig) -> None:
+        self.ordered = sorted(tasks, key=lambda t: t.order)
+        self.work, self.budget = work, cfg.spill_pairs
+        self.counter: RepeatCounter | None = RepeatCounter(cfg.max_repeats)
+        self.done: set[str] = set()
+        self.next = 0  # the first part (in input order) not counted yet
+        self.records = 0
+        self.per_bucket = np.zeros(VAL_BUCKETS, dtype=np.int64)
+        self.tmp = work / f".{spill.KEEP_NAME}.early"
+        self.tmp.unlink(missing_ok=True)
+
+    def finished(self, task: Task) -> None:
+        self.done.add(task.key)
+        while (self.counter is not None and self.next < len(self.ordered)
+               and self.ordered[self.next].key in self.done):
+            self._count(self.ordered[self.next])
+            self.next += 1
+
+    def _count(self, task: Task) -> None:
+        _, _, keys_file, games_file = part_paths(self.work, task.key)
+        size = keys_file.stat().st_size // 8
+        self.records += size
+        if self.records > self.budget:  # the keys would not fit one partition
+            self.counter = None
+            self.tmp.unlink(missing_ok=True)
+            return
+        with open(keys_file, "rb") as keys, open(games_file, "rb") as games, \
+                open(self.tmp, "ab") as out:
+            for start in range(0, size, PIECE_RECORDS):  # a slice at a time
+                count = min(PIECE_RECORDS, size - start)
+                keep = self.counter.add(np.fromfile(keys, dtype="<u8", count=count))
+                out.write(keep.tobytes())
+                add_game_bucket_counts(self.per_bucket,
+                                       np.fromfile(games, dtype="<u8", count=count)[keep])
+
+    def result(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the keep mask as `spill.keep_mask` gives it, kept records per bucket), or None
+        where the merge must make them."""
+        if self.counter is None or self.next < len(self.ordered):
+            return None
+        out = self.work / spill.KEEP_NAME
+        if not self.records:
+            return np.zeros(0, dtype=bool), self.per_bucket
+        self.tmp.replace(out)
+        return np.memmap(out, dtype=bool, mode="r", shape=(self.records,)), self.per_bucket
 
 
 @dataclass(frozen=True)
@@ -687,12 +757,13 @@ def _in_order(jobs: list[MergeJob], pool: Executor | None, ahead: int) -> Iterat
 
 def merge(
     files: list[InputFile], tasks: list[Task], out: Path, cfg: BuildConfig, quiet: bool,
-    threads: int | None = None, pool: Executor | None = None,
+    threads: int | None = None, pool: Executor | None = None, early: EarlyCap | None = None,
 ) -> manifests.Manifest:
     """The parts -> shards, val.zarr and the manifest. Each part's records are capped,
     split and compressed by `merge_task`, on `pool` (processes) when given; this process
     joins the blocks at the parts' edges and writes the shards in order, compressing the
-    joined and validation blocks on `threads` threads (default: every core)."""
+    joined and validation blocks on `threads` threads (default: every core). `early`: the
+    first pass, if done during the parse."""
     work = out / WORK
     ordered = sorted(tasks, key=lambda t: t.order)
 
@@ -701,7 +772,11 @@ def merge(
     # then each part's kept train records (where its records fall in the train stream)
     key_files = [part_paths(work, t.key)[2] for t in ordered]
     sizes = [f.stat().st_size // 8 for f in key_files]
-    keep = spill.keep_mask(key_files, cfg.max_repeats, work, cfg.spill_pairs)
+    done = early.result() if early is not None else None
+    if done is not None:
+        keep, per_bucket = done
+    else:
+        keep = spill.keep_mask(key_files, cfg.max_repeats, work, cfg.spill_pairs)
 
     def kept_games(task: Task, size: int, offset: int) -> Iterator[np.ndarray]:
         if not size:
@@ -712,10 +787,11 @@ def merge(
             yield games[i:j][keep[offset + i : offset + j]]
 
     offsets = (np.cumsum(sizes, dtype=np.int64) - sizes).tolist()  # each part's first record
-    per_bucket = np.zeros(VAL_BUCKETS, dtype=np.int64)
-    for task, size, offset in zip(ordered, sizes, offsets, strict=True):
-        for games in kept_games(task, size, offset):
-            per_bucket += game_bucket_counts(games)
+    if done is None:
+        per_bucket = np.zeros(VAL_BUCKETS, dtype=np.int64)
+        for task, size, offset in zip(ordered, sizes, offsets, strict=True):
+            for games in kept_games(task, size, offset):
+                add_game_bucket_counts(per_bucket, games)
     threshold = val_threshold_of_counts(per_bucket, cfg)
     train_start, jobs = 0, []
     for task, size, offset in zip(ordered, sizes, offsets, strict=True):
@@ -897,8 +973,12 @@ def build(
             return manifests.read(out, check_version=False).to_json()
         work = out / WORK
         work.mkdir(parents=True, exist_ok=True)
-        parse_all(tasks, work, workers, quiet, scheduler, pool)
-        merged = merge(files, tasks, out, cfg, quiet, local, pool)
+        # with a pool (or a cluster) this process would wait during the parse: it does
+        # the merge's first pass then; alone it gains nothing by doing it earlier
+        early = EarlyCap(tasks, work, cfg) if pool is not None or scheduler else None
+        parse_all(tasks, work, workers, quiet, scheduler, pool,
+                  early.finished if early is not None else None)
+        merged = merge(files, tasks, out, cfg, quiet, local, pool, early)
     built = dataclasses.replace(merged, build_key=key)
     manifests.write(out, built)
     manifest = built.to_json()

@@ -129,25 +129,47 @@ _SLOT_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
 
 def repeat_keep_mask(keys: np.ndarray, max_repeats: int) -> np.ndarray:
     """True for the first `max_repeats` occurrences (in array order) of each key."""
-    keys = np.ascontiguousarray(keys, dtype=np.uint64)
-    bits = max(4, (2 * len(keys) - 1).bit_length())  # the table at most half full
-    keep = np.empty(len(keys), dtype=bool)
-    _repeat_keep_kernel(keys, max(0, min(int(max_repeats), 1 << 30)), bits, keep)
-    return keep
+    return RepeatCounter(max_repeats).add(keys)
+
+
+class RepeatCounter:
+    """`repeat_keep_mask` over keys that come in pieces, in order: ``add`` gives each
+    piece's mask, the one `repeat_keep_mask` would give it within all the pieces so far
+    (the copies of each key are counted in a hash table that grows as keys come)."""
+
+    def __init__(self, max_repeats: int) -> None:
+        self.cap = max(0, min(int(max_repeats), 1 << 30))
+        self.bits, self.keys = 4, 0  # table size (log2), keys added (a bound on distinct)
+        self.table, self.seen = _rehash(np.empty(0, dtype=np.uint64),
+                                        np.zeros(0, dtype=np.int32), self.bits)
+
+    def add(self, keys: np.ndarray) -> np.ndarray:
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        self.keys += len(keys)
+        bits = max(4, (2 * self.keys - 1).bit_length())  # the table at most half full
+        if bits > self.bits:
+            self.table, self.seen = _rehash(self.table, self.seen, bits)
+            self.bits = bits
+        keep = np.empty(len(keys), dtype=bool)
+        _repeat_keep_kernel(keys, self.cap, self.bits, self.table, self.seen, keep)
+        return keep
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _slot(key, shift):
+    """A key's first slot: the top bits of the key mixed, not the bits that
+    dataengine.spill's partitions share."""
+    return np.int64(((key ^ (key >> np.uint64(29))) * _SLOT_MIX) >> shift)
 
 
 @njit(cache=True, nogil=True)
-def _repeat_keep_kernel(keys, max_repeats, bits, keep):
+def _repeat_keep_kernel(keys, max_repeats, bits, table, seen, keep):
     """Count each key's copies as they come in an open-addressing table of 2**bits slots
-    (linear probing; a slot from the top bits of the key mixed, not the bits that
-    dataengine.spill's partitions share)."""
-    slots = 1 << bits
-    table = np.empty(slots, dtype=np.uint64)
-    seen = np.zeros(slots, dtype=np.int32)  # copies so far, up to max_repeats + 1; 0: free
-    shift, last = np.uint64(64 - bits), np.int64(slots - 1)
+    (linear probing; ``seen``: copies so far, up to max_repeats + 1; 0: a free slot)."""
+    shift, last = np.uint64(64 - bits), np.int64((1 << bits) - 1)
     for i in range(len(keys)):
         key = keys[i]
-        slot = np.int64(((key ^ (key >> np.uint64(29))) * _SLOT_MIX) >> shift)
+        slot = _slot(key, shift)
         while seen[slot] and table[slot] != key:
             slot = (slot + 1) & last
         if not seen[slot]:
@@ -155,3 +177,22 @@ def _repeat_keep_kernel(keys, max_repeats, bits, keep):
         keep[i] = seen[slot] < max_repeats
         if seen[slot] <= max_repeats:
             seen[slot] += 1
+
+
+@njit(cache=True, nogil=True)
+def _rehash(table, seen, bits):
+    """The counted keys of (`table`, `seen`) in a new table of 2**bits slots. (Allocated
+    here, in small pages: numpy's allocator asks for transparent huge pages, whose first
+    touch, where the kernel compacts memory for them, made a table of 2**24 slots take
+    0.6 s to fill instead of 0.2.)"""
+    new_table = np.empty(1 << bits, dtype=np.uint64)
+    new_seen = np.zeros(1 << bits, dtype=np.int32)
+    shift, last = np.uint64(64 - bits), np.int64((1 << bits) - 1)
+    for i in range(len(table)):
+        if seen[i]:
+            slot = _slot(table[i], shift)
+            while new_seen[slot]:
+                slot = (slot + 1) & last
+            new_table[slot] = table[i]
+            new_seen[slot] = seen[i]
+    return new_table, new_seen

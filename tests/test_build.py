@@ -108,10 +108,18 @@ def output_files(out: Path) -> dict[str, bytes]:
     return files
 
 
-def test_same_bytes_for_one_and_two_workers(tmp_path):
+def test_same_bytes_for_one_and_two_workers(tmp_path, monkeypatch):
+    from dataengine import build as builder
+
+    early = []  # what the 2-worker build's first pass during the parse gave the merge
+    result = builder.EarlyCap.result
+    monkeypatch.setattr(builder.EarlyCap, "result", lambda self: early.append(result(self))
+                        or early[-1])
     cfg = BuildConfig(chunk_bytes=65536, block_records=1024, blocks_per_shard=4)
     a = build(naive.SAMPLE_INPUTS, tmp_path / "a", workers=1, cfg=cfg, quiet=True)
+    assert not early  # one process: the merge makes its first pass itself
     b = build(naive.SAMPLE_INPUTS, tmp_path / "b", workers=2, cfg=cfg, quiet=True)
+    assert len(early) == 1 and early[0] is not None
     assert a == b
     fa, fb = output_files(tmp_path / "a"), output_files(tmp_path / "b")
     assert len([f for f in fa if f.endswith(".tar")]) > 3

@@ -74,3 +74,76 @@ def test_repeat_keep_mask_on_the_sample_positions():
         want = dict_keep_mask(keys, max_repeats)
         assert want.sum() < len(keys)  # the start position, at least, repeats
         np.testing.assert_array_equal(repeat_keep_mask(keys, max_repeats), want)
+
+
+@pytest.mark.parametrize("max_repeats", [0, 1, 3])
+def test_repeat_counter_in_pieces_equals_all_at_once(max_repeats):
+    """The keys in pieces of every size (the table grows, rehashing, between them) give
+    the mask of all of them at once, and both the counting one."""
+    from dataengine.records import RepeatCounter
+
+    rng = np.random.default_rng(max_repeats)
+    keys = np.concatenate([rng.integers(0, 2000, 30_000).astype(np.uint64),
+                           rng.integers(0, 2**64, 30_000, dtype=np.uint64)])
+    rng.shuffle(keys)
+    counter = RepeatCounter(max_repeats)
+    cuts = np.sort(rng.integers(0, len(keys), 40))
+    got = np.concatenate([counter.add(piece) for piece in np.split(keys, cuts)])
+    want = dict_keep_mask(keys, max_repeats)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(repeat_keep_mask(keys, max_repeats), want)
+    assert counter.bits > 16  # it did grow
+
+
+def _parts(tmp_path, sizes, seed):
+    """Finished parts as a task leaves them (keys and game ids), and their Tasks."""
+    from dataengine.build import Task, part_paths
+
+    rng = np.random.default_rng(seed)
+    tasks, keys, games = [], [], []
+    for i, n in enumerate(sizes):
+        task = Task(0, i, "x.pgn", 0, None, n, f"part{i}")
+        k = rng.integers(0, 500, n).astype("<u8") * np.uint64(0x9E3779B97F4A7C15)
+        g = rng.integers(0, 2**64, n, dtype=np.uint64).astype("<u8")
+        _, _, keys_file, games_file = part_paths(tmp_path, task.key)
+        k.tofile(keys_file)
+        g.tofile(games_file)
+        tasks.append(task)
+        keys.append(k)
+        games.append(g)
+    return tasks, np.concatenate(keys), np.concatenate(games)
+
+
+def test_early_cap_equals_the_merge_pass_in_any_finishing_order(tmp_path):
+    """`build.EarlyCap` (the first pass during the parse) gives the mask and the
+    per-bucket counts the merge makes, whatever order the parts finish in."""
+    from dataengine import build
+    from dataengine.config import BuildConfig
+
+    tasks, keys, games = _parts(tmp_path, [300, 0, 5000, 1, 2600], seed=5)
+    cfg = BuildConfig(max_repeats=2)
+    early = build.EarlyCap(tasks, tmp_path, cfg)
+    for i in (4, 2, 0, 3):
+        early.finished(tasks[i])
+        assert early.result() is None  # part 1 is not finished: nothing is final
+    early.finished(tasks[1])
+    keep, per_bucket = early.result()
+    want = repeat_keep_mask(keys, 2)
+    assert 0 < want.sum() < len(want)
+    np.testing.assert_array_equal(np.asarray(keep), want)
+    np.testing.assert_array_equal(per_bucket, build.game_bucket_counts(games[want]))
+    on_disk = spill.keep_mask([build.part_paths(tmp_path, t.key)[2] for t in tasks], 2,
+                              tmp_path / "again")
+    np.testing.assert_array_equal(np.asarray(on_disk), want)
+
+
+def test_early_cap_leaves_inputs_past_the_budget_to_the_merge(tmp_path):
+    from dataengine import build
+    from dataengine.config import BuildConfig
+
+    tasks, _, _ = _parts(tmp_path, [300, 400, 500], seed=6)
+    early = build.EarlyCap(tasks, tmp_path, BuildConfig(spill_pairs=1000))
+    for task in tasks:
+        early.finished(task)
+    assert early.result() is None  # 1,200 records: the merge spills them
+    assert not list(tmp_path.glob(".*.early"))
