@@ -65,8 +65,19 @@ from dataengine.readers import fastpgn
 
 
 def default_pgn() -> Path:
+    """The shared 1,500 Stockfish games, or where ../shared is absent (a user's clone) the
+    same file put together from the sample data's two parts of it (games 1-200 and
+    201-1,500), once, under $TMPDIR."""
     shared = REPO.parent / "shared" / "data" / "games" / "sf_selfplay_1500.pgn"
-    return shared if shared.exists() else REPO / "dataengine" / "sample_data" / "sf_selfplay_200.pgn"
+    if shared.exists():
+        return shared
+    sample = REPO / "dataengine" / "sample_data"
+    path = Path(tempfile.gettempdir()) / "chess-ssl-bench-games" / "sf_selfplay_1500.pgn"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, b"".join((sample / name).read_bytes() for name in
+                                    ("sf_selfplay_200.pgn", "sf_selfplay_201_1500.pgn")))
+    return path
 
 
 def time_python_chess(path: Path) -> tuple[int, float, float]:
@@ -226,7 +237,8 @@ def memory_table(games: int, factors: tuple[int, ...] = (1, 4, 16)) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pgn", nargs="?", type=Path, default=None,
-                    help="PGN to time (default: the shared 1,500 games, else the sample's 200)")
+                    help="PGN to time (default: the 1,500 Stockfish games, from ../shared or the "
+                    "sample data)")
     ap.add_argument("--copies", type=int, default=32,
                     help="copies of the PGN for the 1- and 2-worker build rows (default 32)")
     ap.add_argument("--repeats", type=int, default=3,
