@@ -16,7 +16,8 @@ Stages:
    part's marker (atomically; a finished part is never redone, which is what
    makes an interrupted build resumable).
 3. **merge** (deterministic): cap repeats of a position (keys spilled to disk:
-   ``dataengine.spill``), choose the validation games, and count each part's kept
+   ``dataengine.spill``; with a pool, counted in memory while the parse runs:
+   `EarlyCap`), choose the validation games, and count each part's kept
    train records; then each part, on the same processes (``merge_task``), a piece
    at a time: its repeats dropped, buckets assigned, train/val split by game id,
    its train records cut into blocks at the build's block boundaries and compressed;
