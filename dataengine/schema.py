@@ -266,13 +266,6 @@ def _shuffle_into(a: np.ndarray, dst: np.ndarray) -> None:
     _transpose_into(src, n, width * a.dtype.itemsize, dst)
 
 
-def _shuffle(a: np.ndarray) -> bytes:
-    """(n, width) -> bytes ordered (feature, byte, record)."""
-    dst = np.empty(a.size * a.dtype.itemsize, dtype=np.uint8)
-    _shuffle_into(a, dst)
-    return dst.tobytes()
-
-
 def _unshuffle(buf, dtype: np.dtype, n: int, width: int) -> np.ndarray:
     src = np.frombuffer(buf, dtype=np.uint8)
     return _transpose_bytes(src, width * dtype.itemsize, n).view(dtype).reshape(n, width)

@@ -57,7 +57,10 @@ def test_byte_shuffle_is_the_byte_transpose(n, dtype, width):
     want = a.view(np.uint8).reshape(n, width * size)
     reference = bytes(want[r, c] for c in range(width * size) for r in range(n)) \
         if n * width * size <= 20_000 else np.ascontiguousarray(want.T).tobytes()
-    assert schema._shuffle(a) == reference
+    # into its place in a payload: not on an 8-byte boundary
+    payload = np.zeros(3 + len(reference), dtype=np.uint8)
+    schema._shuffle_into(a, payload[3:])
+    assert payload[3:].tobytes() == reference and not payload[:3].any()
     np.testing.assert_array_equal(schema._unshuffle(reference, np.dtype(dtype), n, width), a)
     # a column starts anywhere in a block's payload: not on an 8-byte boundary
     unaligned = memoryview(b"abc" + reference)[3:]

@@ -365,7 +365,7 @@ def _read_pgn(
             lines = _seek_lines(f, first)
         else:
             lines = _lines(f, 0, 1)
-        pending = _Pending(fast, arrays)  # games waiting for the decoder, in file order
+        pending = _Pending(arrays)  # games waiting for the decoder, in file order
         game_line = 0  # 0: no game yet
         tags: list[bytes] = []
         movetext: list[bytes] = []
@@ -510,8 +510,8 @@ class _Pending:
     their movetexts go through `fastpgn.decode_games` in one call, and the items come
     out, in order, as one game at a time would give them."""
 
-    def __init__(self, fast: bool, arrays: bool) -> None:
-        self.fast, self.arrays = fast, arrays
+    def __init__(self, arrays: bool) -> None:
+        self.arrays = arrays
         self.items: list[list[Unit | Skip | Note] | _Game] = []
         self.games = 0
 
@@ -530,12 +530,10 @@ class _Pending:
     def flush(self) -> list[Unit | Skip | Note]:
         items, self.items, self.games = self.items, [], 0
         games = [g for g in items if not isinstance(g, list) and g.start is not None]
-        if not games:  # only games for python-chess, and skips
-            return [x for item in items for x in
-                    (item if isinstance(item, list) else _play_game(item))]
-        batch = fastpgn.decode_games([g.movetext_bytes for g in games],
-                                     [g.start for g in games])
-        texts, status = batch.uci_lines(), batch.status.tolist()
+        if games:
+            batch = fastpgn.decode_games([g.movetext_bytes for g in games],
+                                         [g.start for g in games])
+            texts, status = batch.uci_lines(), batch.status.tolist()
         out: list[Unit | Skip | Note] = []
         k = 0  # the next game of the batch
         for item in items:
@@ -548,7 +546,7 @@ class _Pending:
                     unit = _decoded_unit(item.headers, item.fen, item.line, batch.game(k),
                                          self.arrays, texts[k])
                     out += [unit, *item.notes]
-                else:
+                else:  # rejected: python-chess plays it (or truncates, or skips)
                     out += _play_game(item)
                 k += 1
         return out
@@ -619,17 +617,15 @@ def _identity(headers: dict[str, str], fen: str | None, uci: str) -> str:
 
 def _decoded_unit(
     headers: dict[str, str], fen: str | None, line: int, decoded: fastpgn.Decoded,
-    arrays: bool = False, uci: str | None = None,
+    arrays: bool, uci: str,
 ) -> Unit:
     """The Unit of a game `fastpgn` accepted: its columns as Python lists, as `_make_unit`
     makes them from the python-chess path, or (`arrays`) the decoder's arrays of them
     (views: `decode_games`' arrays hold exactly the accepted games' positions). `uci`:
-    its moves' UCI text, if known (`DecodedBatch.uci_lines`)."""
+    its moves' UCI text (`DecodedBatch.uci_lines`)."""
     columns = (decoded.bitboards.reshape(-1), decoded.turn, decoded.castling,
                decoded.ep_square, decoded.halfmove, np.arange(len(decoded.move)), decoded.move,
                decoded.eval_cp, decoded.eval_mate, decoded.has_eval)
-    if uci is None:
-        uci = _uci_line(decoded.move)
     return Unit(
         "pgn", _identity(headers, fen, uci), line,
         _RESULTS.get(headers.get("Result", "*"), RESULT_UNKNOWN), 0, "",
