@@ -951,6 +951,62 @@ def _process_pool(workers: int) -> Iterator[Executor | None]:
         yield pool
 
 
+def check_out(out: Path) -> None:
+    """Refuse an output path that is, or lies under, an existing file (before anything
+    starts: `mkdir` would fail only once the inputs are hashed)."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == out else f"lies under the file {str(path)!r}"
+                raise BuildError(f"the output {str(out)!r} {what}: --out takes a directory")
+            return
+
+
+def empty_inputs(files: list[InputFile], tasks: list[Task], work: Path) -> dict[int, str]:
+    """Each input file that gave no position, by file id, and why: how many of its units
+    were skipped for which reasons, and the first skip in full (from the finished parts)."""
+    records: Counter = Counter()
+    skips: dict[int, Counter] = {f: Counter() for f in range(len(files))}
+    first: dict[int, list] = {}
+    for task in sorted(tasks, key=lambda t: t.order):
+        part, skip_file, _, _ = part_paths(work, task.key)
+        records[task.file_id] += json.loads(part.read_text())["records"]
+        task_skips = json.loads(skip_file.read_text())
+        for reason, kept, count in task_skips["counts"]:
+            if not kept:
+                skips[task.file_id][reason] += count
+        for entry in task_skips["first"]:
+            if not entry[4]:  # a skip, not a kept unit's note
+                first.setdefault(task.file_id, entry)
+                break
+    reasons = {}
+    for file_id, f in enumerate(files):
+        if records[file_id]:
+            continue
+        if not skips[file_id]:
+            reasons[file_id] = (f"{f.path} gave no positions: it holds no "
+                                f"{_UNITS_OF_KIND.get(f.kind, 'units')}")
+            continue
+        why = f"{f.path} gave no positions: {_count_units(skips[file_id], 'skipped')}"
+        if file_id in first:
+            _, path, line, detail, _ = first[file_id]
+            why += f", the first at {path}:{line}: {detail}"
+        reasons[file_id] = why
+    return reasons
+
+
+_UNITS_OF_KIND = {"pgn": "games", "puzzle": "puzzle rows", "opening": "opening lines",
+                  "fen": "FEN/EPD lines", "evaldb": "evaluation lines"}
+
+
+def _count_units(counts: dict[str, int], what: str, more: str = "") -> str:
+    """``{"bad_fen": 2, "illegal_move": 1}, "skipped"`` ->
+    ``"3 units skipped (bad_fen 2, illegal_move 1)"``; `more` goes inside the brackets."""
+    total = sum(counts.values())
+    by_reason = ", ".join(f"{reason} {count:,}" for reason, count in counts.items())
+    return f"{total:,} unit{'s' if total != 1 else ''} {what} ({by_reason}{more})"
+
+
 def build(
     inputs: list[str], out: str | Path, *, workers: int = 1, cfg: BuildConfig | None = None,
     force: bool = False, quiet: bool = False, keep_work: bool = False,
@@ -965,6 +1021,8 @@ def build(
     # the number of cores the build keeps busy (with a cluster the parse is elsewhere and
     # the merge uses every local core)
     local = (os.cpu_count() or 1) if scheduler else max(1, workers)
+    check_out(out)
+    existed = out.exists()
     with _process_pool(local) as pool:
         files, tasks = plan(inputs, cfg)
         key = build_key(files, cfg)
@@ -979,6 +1037,18 @@ def build(
         early = EarlyCap(tasks, work, cfg) if pool is not None or scheduler else None
         parse_all(tasks, work, workers, quiet, scheduler, pool,
                   early.finished if early is not None else None)
+        empty = empty_inputs(files, tasks, work)
+        if len(empty) == len(files):  # before the merge: an earlier build's shards stay
+            if not keep_work:
+                shutil.rmtree(work, ignore_errors=True)
+                if not existed:
+                    shutil.rmtree(out, ignore_errors=True)
+            reasons = list(empty.values())
+            raise BuildError("nothing built: " + (
+                reasons[0] if len(reasons) == 1
+                else "no input gave a position:\n  " + "\n  ".join(reasons)))
+        for reason in empty.values():
+            print(f"warning: {reason}", file=sys.stderr)
         merged = merge(files, tasks, out, cfg, quiet, local, pool, early)
     built = dataclasses.replace(merged, build_key=key)
     manifests.write(out, built)
@@ -988,15 +1058,16 @@ def build(
     if not quiet:
         dt = time.perf_counter() - t0
         sp = manifest["splits"]
-        kept = (f"kept {sum(manifest['notes'].values())} changed units {manifest['notes']}; "
+        skipped = (_count_units(manifest["skipped"], "skipped", f"; see {out}/{SKIP_LOG}")
+                   + "; " if manifest["skipped"] else "")
+        kept = (_count_units(manifest["notes"], "kept with a change") + "; "
                 if manifest["notes"] else "")
         print(
             f"built {manifest['records']:,} records ({sp['train']['records']:,} train, "
             f"{sp['val']['records']:,} val) from {manifest['positions_read']:,} positions in "
             f"{dt:.1f} s ({manifest['positions_read'] / dt:,.0f} pos/s); "
-            f"{manifest['bytes_per_record']} B/record; "
-            f"skipped {sum(manifest['skipped'].values())} units {manifest['skipped'] or ''}; "
-            f"{kept}{manifest['repeats_dropped']:,} repeats dropped -> {out}/{MANIFEST}"
+            f"{manifest['bytes_per_record']} B/record; {skipped}{kept}"
+            f"{manifest['repeats_dropped']:,} repeats dropped -> {out}/{MANIFEST}"
         )
     return manifest
 
@@ -1045,6 +1116,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
