@@ -307,6 +307,69 @@ def test_cli_errors_are_clear(tmp_path, capsys, args, message):
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
+def test_a_build_that_gives_nothing_fails_and_says_why(tmp_path, capsys):
+    bad = tmp_path / "puzzles.csv"
+    bad.write_text("a,b,c\n1,2,3\n")
+    out = tmp_path / "o"
+    assert main([str(bad), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: nothing built: ") and f"{bad}:1: header lacks" in err
+    assert "bad_columns" in err and not out.exists()  # no manifest a rerun takes as done
+    # a second empty input: each is named; an earlier build's shards are left alone
+    empty = tmp_path / "empty.pgn"
+    empty.write_text("")
+    good = naive.SAMPLE / "openings_a.tsv"
+    before = build([str(good)], out, quiet=True)
+    assert main([str(bad), str(empty), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad} gave no positions" in err and f"{empty} gave no positions" in err
+    assert json.loads((out / "manifest.json").read_text()) == before
+    assert not (out / ".work").exists()
+
+
+def test_an_input_that_gives_nothing_beside_others_is_a_warning(tmp_path, capsys):
+    bad = tmp_path / "puzzles.csv"
+    bad.write_text("a,b,c\n1,2,3\n")
+    good = naive.SAMPLE / "openings_a.tsv"
+    assert main([str(good), str(bad), "--out", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {bad} gave no positions: 1 unit skipped (bad_columns 1)" in captured.err
+    summary = captured.out.splitlines()[-1]
+    assert "1 unit skipped (bad_columns 1; see " in summary and "{" not in summary
+
+
+def test_the_summary_names_no_skips_when_there_are_none(tmp_path, capsys):
+    assert main([str(naive.SAMPLE / "openings_a.tsv"), "--out", str(tmp_path / "o")]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.startswith("built ") and "skipped" not in summary and ";  " not in summary
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_an_output_that_is_a_file_is_refused_up_front(tmp_path, capsys, monkeypatch, under):
+    from dataengine import build as build_module
+
+    monkeypatch.setattr(build_module, "plan", lambda *a: pytest.fail("planned"))
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory")
+    out = taken / "shards" if under else taken
+    assert main([str(naive.SAMPLE), "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and repr(str(taken)) in err
+    assert "--out takes a directory" in err and "resumes" not in err
+    assert taken.read_text() == "not a directory"
+
+
+def test_running_the_module_gives_no_runpy_warning(tmp_path):
+    """`python -m dataengine.build` with a pool: its processes did not run the build
+    module again beside the fork server's copy (runpy warned once a process)."""
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-m", "dataengine.build",
+         str(naive.SAMPLE / "openings_a.tsv"), "--out", str(tmp_path / "o"), "--workers", "2",
+         "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+
+
 def test_unknown_config_key_is_named(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("data:\n  val_fractoin: 0.1\n")
