@@ -64,12 +64,12 @@ quality: setup $(if $(filter $(OUT),$(SHARDS)),$(OUT)/manifest.json) ## SSL vs n
 lint: setup ## ruff over the whole project
 	$(VENV)/bin/ruff check .
 
-shards: setup ## build labelled shards: make shards [INPUT=files-or-dirs] [OUT=shards] [WORKERS=2] [CLUSTER=tcp://host:8786]
-	$(PY) -m dataengine.build $(INPUT) --out $(OUT) --workers $(WORKERS) --config config.yaml $(if $(CLUSTER),--scheduler $(CLUSTER))
+shards: setup ## build labelled shards: make shards [INPUT=files-or-dirs] [OUT=shards] [WORKERS=2] [CLUSTER=tcp://host:8786] [ARGS=--force]
+	$(PY) -m dataengine.build $(INPUT) --out $(OUT) --workers $(WORKERS) --config config.yaml $(if $(CLUSTER),--scheduler $(CLUSTER)) $(ARGS)
 
 # the default shards are built only when there are none: real shards are never overwritten
 $(OUT)/manifest.json:
-	$(MAKE) shards
+	$(MAKE) shards ARGS=
 
 train: setup $(OUT)/manifest.json ## train: make train STEPS=100000 [ARGS="--batch-size 256 --auto-resume"]
 	$(PY) -m train --config config.yaml --steps $(STEPS) --shards $(OUT) $(ARGS)
