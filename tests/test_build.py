@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -507,3 +508,18 @@ def test_disk_full_while_writing_a_shard_leaves_no_partial_shard(tmp_path, monke
             assert len(tar.getmembers()) == 2
     assert not (out / "manifest.json").exists()
 
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_shards_passes_args_and_the_default_shards_take_none(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+
+    def dry_run(*args: str) -> list[str]:
+        done = subprocess.run(["make", "-n", "-C", str(root), *args], capture_output=True,
+                              text=True, check=True)
+        return [line for line in done.stdout.splitlines() if "-m dataengine.build" in line]
+
+    assert dry_run("shards", "ARGS=--force")[0].split()[-1] == "--force"
+    # built for `make train ARGS=...`, the default shards get none of the trainer's ARGS
+    builds = dry_run("train", "ARGS=--batch-size 8", f"OUT={tmp_path / 'none'}")
+    assert len(builds) == 1 and "--batch-size" not in builds[0]
