@@ -290,13 +290,17 @@ for line in sys.stdin:
 """
 
 
-def test_crashes_and_hangs_are_retried_then_skipped(tmp_path, monkeypatch):
+def fake_engine(tmp_path: Path, monkeypatch) -> Path:
     fake = tmp_path / "fake_engine"
     fake.write_text(f"#!{sys.executable}\n" + FAKE_ENGINE)
     fake.chmod(0o755)
-    plan = tmp_path / "plan"
-    plan.mkdir()
-    monkeypatch.setenv("FAKE_PLAN", str(plan))
+    (tmp_path / "plan").mkdir()
+    monkeypatch.setenv("FAKE_PLAN", str(tmp_path / "plan"))
+    return fake
+
+
+def test_crashes_and_hangs_are_retried_then_skipped(tmp_path, monkeypatch):
+    fake = fake_engine(tmp_path, monkeypatch)
     fens = textwrap.dedent("""\
         4k3/8/8/8/8/8/4P3/4K3 w - - 0 1
         4k3/8/8/8/8/8/4P3/4K3 w - - 11 1
@@ -328,6 +332,31 @@ def test_crashes_and_hangs_are_retried_then_skipped(tmp_path, monkeypatch):
     assert block["flags"][s] & schema.HAS_TEACHER_EVAL and block["teacher_cp"][s] == 0
     assert not block["flags"][m] & (schema.HAS_TEACHER_EVAL | schema.HAS_TEACHER_MOVE)
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_fake(p, fake)]
+
+
+def test_a_fraction_that_selects_nothing_is_an_error(tmp_path, monkeypatch, capsys):
+    fake = fake_engine(tmp_path, monkeypatch)
+    (tmp_path / "positions.fen").write_text("4k3/8/8/8/8/8/4P3/4K3 w - - 0 1\n")
+    out = tmp_path / "out"
+    build([str(tmp_path / "positions.fen")], out, cfg=BuildConfig(val_fraction=0.0), quiet=True)
+    before = tars(out), (out / "manifest.json").read_bytes()
+    assert main([str(out), "--engine", str(fake), "--fraction", "0", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: nothing to annotate: a fraction of 0 selects none of the 1 records "
+                   f"in {str(out)!r} (try a larger --fraction)\n")
+    assert (tars(out), (out / "manifest.json").read_bytes()) == before
+
+
+def test_an_engine_that_fails_on_every_position_is_an_error(tmp_path, monkeypatch, capsys):
+    fake = fake_engine(tmp_path, monkeypatch)  # crashes on every position at halfmove 11
+    (tmp_path / "positions.fen").write_text("4k3/8/8/8/8/8/4P3/4K3 w - - 11 1\n"
+                                            "4k3/8/8/8/8/8/3P4/4K3 b - - 11 1\n")
+    out = tmp_path / "out"
+    build([str(tmp_path / "positions.fen")], out, cfg=BuildConfig(val_fraction=0.0), quiet=True)
+    assert main([str(out), "--engine", str(fake), "--workers", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "error: nothing annotated: the engine failed on all 2 positions" in captured.err
+    assert "skipped after a retry: " in captured.out + captured.err
 
 
 def descendants(pid: int) -> list[int]:

@@ -361,6 +361,12 @@ def annotate(
             total = sum(e.records if fraction >= 1.0 else
                         sum(int(select(b, fraction).sum()) for _, b in read_blocks(out / e.path))
                         for e in todo)
+            if not total and not any(c["selected"] for c in done_shards.values()):
+                records = sum(e.records for e in entries)
+                raise TeacherError(
+                    f"nothing to annotate: a fraction of {fraction:g} selects none of the "
+                    f"{records:,} records in {str(out)!r}" + (" (try a larger --fraction)"
+                                                             if records else ""))
             db = Cache(Path(cache) if cache else out / DEFAULT_CACHE, f"{name} {ENGINE_OPTIONS}",
                        nodes)
             with progress(total=total, unit="pos", desc="teacher", disable=quiet,
@@ -450,4 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if not args.quiet:
         print(format_summary(summary, args.shards))
+    totals = summary["splits"].values()
+    failed = sum(t["failed"] for t in totals)
+    if failed and not sum(t["annotated"] for t in totals):
+        print(f"error: nothing annotated: the engine failed on all {failed:,} positions "
+              "searched (each crashed or hung twice; their positions are printed above)",
+              file=sys.stderr)
+        return 2
     return 0
