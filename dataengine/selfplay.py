@@ -122,43 +122,50 @@ class SelfPlayConfig:
             raise SelfPlayError(f"max_plies must be >= 1, got {self.max_plies!r}")
 
 
-def load_openings(paths: list[str | Path]) -> tuple[list[Opening], int]:
-    """Opening lines of the TSV files, in file order, and the number of bad rows left out."""
-    openings, bad = [], 0
+def load_openings(paths: list[str | Path]) -> tuple[list[Opening], list[str]]:
+    """Opening lines of the TSV files, in file order, and the rows left out, each as
+    ``"FILE:LINE: why"`` (a move that is not legal, no moves, or the game over)."""
+    openings, bad = [], []
     for path in paths:
         try:
             with open(path, encoding="utf-8", newline="") as f:
-                rows = list(csv.DictReader(f, delimiter="\t"))
+                reader = csv.DictReader(f, delimiter="\t")
+                rows = [(reader.line_num, row) for row in reader]
         except OSError as exc:
             raise SelfPlayError(f"cannot read opening book {str(path)!r}: {exc.strerror}") from exc
         except UnicodeDecodeError as exc:
             raise SelfPlayError(f"opening book {str(path)!r} is not UTF-8: {exc}") from exc
-        if rows and not {"eco", "name", "pgn"} <= rows[0].keys():
+        if rows and not {"eco", "name", "pgn"} <= rows[0][1].keys():
             raise SelfPlayError(f"opening book {str(path)!r} lacks the columns eco, name, pgn")
-        for row in rows:
+        for line, row in rows:
+            where = f"{_shown(path)}:{line}: {row['eco'] or '?'} {row['name'] or '?'!r}"
             board = chess.Board()
             try:
                 for token in (row["pgn"] or "").split():
                     if not token[0].isdigit():  # move numbers "1." / "1..."
                         board.push_san(token)
-            except ValueError:
-                bad += 1
+            except ValueError as exc:
+                bad.append(f"{where}: {exc}")
                 continue
-            if board.move_stack and board.outcome() is None:
+            if not board.move_stack:
+                bad.append(f"{where}: no moves")
+            elif board.outcome() is not None:
+                bad.append(f"{where}: the game is over after the line "
+                           f"({_termination(board)})")
+            else:
                 moves = tuple(m.uci() for m in board.move_stack)
                 openings.append(Opening(row["eco"] or "?", row["name"] or "?", moves))
-            else:
-                bad += 1
     if not openings:
-        raise SelfPlayError(f"no usable opening line in {[str(p) for p in paths]}")
+        raise SelfPlayError(f"no usable opening line in {[str(p) for p in paths]}"
+                            + _first_of(bad))
     return openings, bad
 
 
-def load_starts(paths: list[str | Path]) -> tuple[list[Opening], int]:
+def load_starts(paths: list[str | Path]) -> tuple[list[Opening], list[str]]:
     """Start positions of EPD files (``--starts``): the first four fields of each line
-    (operations and ``#`` lines ignored), in file order, and the number left out (not a
-    legal position, or the game already over)."""
-    starts, bad = [], 0
+    (operations and ``#`` lines ignored), in file order, and the lines left out, each as
+    ``"FILE:LINE: why"`` (not a legal position, or the game already over)."""
+    starts, bad = [], []
     for path in paths:
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -171,18 +178,46 @@ def load_starts(paths: list[str | Path]) -> tuple[list[Opening], int]:
             if not line.strip() or line.startswith("#"):
                 continue
             fields = line.split()[:4]
+            where = f"{_shown(path)}:{number}"
             try:
                 board = chess.Board(" ".join(fields) + " 0 1")
-            except ValueError:
-                bad += 1
+            except ValueError as exc:
+                bad.append(f"{where}: {exc}")
                 continue
-            if board.is_valid() and board.outcome() is None:
-                starts.append(Opening("EPD", f"{Path(path).name}:{number}", (), board.fen()))
+            if not board.is_valid():
+                bad.append(f"{where}: not a legal position ({_status(board)})")
+            elif board.outcome() is not None:
+                bad.append(f"{where}: the game is already over ({_termination(board)})")
             else:
-                bad += 1
+                starts.append(Opening("EPD", f"{Path(path).name}:{number}", (), board.fen()))
     if not starts:
-        raise SelfPlayError(f"no usable start position in {[str(p) for p in paths]}")
+        raise SelfPlayError(f"no usable start position in {[str(p) for p in paths]}"
+                            + _first_of(bad))
     return starts, bad
+
+
+def _shown(path: str | Path) -> str:
+    """`path` as a user would name it: relative to the working directory when under it."""
+    path = Path(path)
+    try:
+        return str(path.relative_to(Path.cwd())) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
+def _termination(board: chess.Board) -> str:
+    return board.outcome().termination.name.lower().replace("_", " ")
+
+
+def _status(board: chess.Board) -> str:
+    """``chess.STATUS_NO_WHITE_KING | ...`` -> ``"no white king, ..."``."""
+    status = board.status()
+    return ", ".join(s.name.lower().replace("_", " ") for s in chess.Status
+                     if s and s in status) or "invalid"
+
+
+def _first_of(bad: list[str]) -> str:
+    return f"; the first left out: {bad[0]}" if bad else ""
 
 
 def start_position(openings: list[Opening], index: int) -> Opening | None:
@@ -519,13 +554,36 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     if not args.quiet:
-        s = summary
-        lines = "start positions" if args.starts else "opening lines"
-        rate = f" ({s['games_per_s']:.2f} games/s)" if s["games_per_s"] else ""
-        print(f"{args.out}: {s['games']} games ({s['played']} played now{rate} in "
-              f"{s['seconds']:.1f} s, {s['already_there']} already there); results "
-              f"{s['results']}; {s['openings']} {lines} ({s['bad_openings']} unusable)")
+        print(format_summary(summary, args.out, "start positions" if args.starts
+                             else "opening lines"))
     return 0
+
+
+#: Unusable book lines the summary names; the rest are counted.
+SHOW_UNUSABLE = 5
+
+
+def format_summary(summary: dict, out: str, book: str = "opening lines") -> str:
+    """A run's summary as the command prints it: the games, their results, and the book
+    with each line it could not use (``FILE:LINE: why``)."""
+    s = summary
+    if s["played"]:
+        rate = f" ({s['games_per_s']:.2f} games/s)" if s["games_per_s"] else ""
+        there = f", {s['already_there']} were there before" if s["already_there"] else ""
+        rows = [f"{out}: {s['games']} games; {s['played']} played now in "
+                f"{s['seconds']:.1f} s{rate}{there}"]
+        named = {"1-0": "1-0", "0-1": "0-1", "1/2-1/2": "1/2-1/2", "*": "* (cut at --max-plies)"}
+        rows.append("results of these: " + ", ".join(
+            f"{named[r]} {s['results'][r]}" for r in _RESULTS if r in s["results"]))
+    else:
+        rows = [f"{out} already holds {s['games']} games: nothing to play (a larger "
+                "--games plays more)"]
+    bad = s["bad_openings"]
+    rows.append(f"{book}: {s['openings']:,} used" + (f", {len(bad)} left out:" if bad else ""))
+    rows += [f"  {why}" for why in bad[:SHOW_UNUSABLE]]
+    if len(bad) > SHOW_UNUSABLE:
+        rows.append(f"  ... and {len(bad) - SHOW_UNUSABLE} more")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

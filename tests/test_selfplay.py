@@ -185,6 +185,47 @@ def test_errors_are_clear(tmp_path, capsys):
     assert "no usable opening line" in capsys.readouterr().err
 
 
+def test_unusable_book_lines_are_named_with_their_line_and_why(tmp_path, monkeypatch):
+    book = tmp_path / "book.tsv"
+    book.write_text("eco\tname\tpgn\n"
+                    "C20\tKing's Pawn\t1. e4 e5\n"
+                    "A00\tWalk\t1. e4 e5 2. Ke3\n"
+                    "A00\tEmpty\t\n"
+                    "A00\tFool's Mate\t1. f3 e5 2. g4 Qh4#\n")
+    openings, bad = load_openings([book])
+    assert [o.name for o in openings] == ["King's Pawn"]
+    assert bad[0].startswith(f"{book}:3: A00 'Walk': illegal san: 'Ke3'")
+    assert bad[1:] == [f"{book}:4: A00 'Empty': no moves",
+                       f"{book}:5: A00 \"Fool's Mate\": the game is over after the line "
+                       "(checkmate)"]
+    # the default book's one such line, named relative to the working directory
+    monkeypatch.chdir(selfplay.DEFAULT_OPENINGS.parent)
+    assert load_openings([selfplay.DEFAULT_OPENINGS])[1] == [
+        "openings_a.tsv:9: A00 \"Barnes Opening: Fool's Mate\": the game is over after the "
+        "line (checkmate)"]
+    # with none usable, the error names the first
+    book.write_text("eco\tname\tpgn\nA00\tEmpty\t\n")
+    with pytest.raises(selfplay.SelfPlayError, match=f"the first left out: {book}:2: A00 "):
+        load_openings([book])
+
+
+def test_the_summary_is_sentences_and_names_unusable_lines():
+    summary = {"games": 12, "played": 10, "already_there": 2, "seconds": 4.0,
+               "games_per_s": 2.5, "results": {"*": 1, "0-1": 3, "1-0": 6},
+               "openings": 816, "bad_openings": [f"book.tsv:{i}: A00 'x': no moves"
+                                                 for i in range(2, 9)]}
+    assert selfplay.format_summary(summary, "g.pgn") == "\n".join([
+        "g.pgn: 12 games; 10 played now in 4.0 s (2.50 games/s), 2 were there before",
+        "results of these: 1-0 6, 0-1 3, * (cut at --max-plies) 1",
+        "opening lines: 816 used, 7 left out:",
+        *[f"  book.tsv:{i}: A00 'x': no moves" for i in range(2, 7)],
+        "  ... and 2 more"])
+    done = {**summary, "played": 0, "already_there": 12, "results": {}, "bad_openings": []}
+    assert selfplay.format_summary(done, "g.pgn", "start positions") == (
+        "g.pgn already holds 12 games: nothing to play (a larger --games plays more)\n"
+        "start positions: 816 used")
+
+
 # ----------------------------------------------------------------------------- conversions
 
 CONV = SelfPlayConfig(nodes=NODES, max_plies=200, seed=3, opponent="random", multipv_prob=0.0)
@@ -288,10 +329,13 @@ def test_conversion_games_from_start_positions(tmp_path, capsys):
     starts.write_text("\n".join(STARTS) + "\n")
     book, bad = selfplay.load_starts([starts])
     usable = [" ".join(STARTS[i].split()[:4]) for i in (0, 2, 3)]
-    assert [b.board().epd() for b in book] == usable and bad == 3
+    assert [b.board().epd() for b in book] == usable
+    assert bad[:2] == [f"{starts}:5: the game is already over (stalemate)",
+                       f"{starts}:6: the game is already over (insufficient material)"]
+    assert bad[2].startswith(f"{starts}:7: not a legal position (no white king, no black king")
     out = tmp_path / "from_starts.epd"
     summary = selfplay.selfplay(4, out, cfg=CONV, workers=2, quiet=True, starts=[starts])
-    assert (summary["played"], summary["openings"], summary["bad_openings"]) == (4, 3, 3)
+    assert (summary["played"], summary["openings"], summary["bad_openings"]) == (4, 3, bad)
     games = split_games(out)
     assert len(games) == 4
     for i, (lines, marker) in enumerate(games):
