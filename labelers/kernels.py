@@ -436,3 +436,9 @@ def canonical_planes(raw, white_to_move, out):
             for j in range(6):
                 out[i, j] = _bswap(raw[i, j] & black)
                 out[i, 6 + j] = _bswap(raw[i, j] & white)
+
+
+# --- public names for other numba modules (the search's move generator) ----------
+tzcnt = _tzcnt
+bswap = _bswap
+piece_attacks = _piece_attacks

@@ -417,3 +417,9 @@ def inputs_of_boards(boards) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if board.has_legal_en_passant():
             ep_file[i] = chess.square_file(board.ep_square)
     return planes, castling, ep_file
+
+
+# public names for other numba modules (the search's move generator)
+attacked = _attacked
+castlings = _castlings
+policy_index = _index
