@@ -26,7 +26,7 @@ FRACTION ?= 1.0
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow bench gpu-check quality lint shards inspect train train-ddp plot eval stockfish selfplay teacher clean
+.PHONY: help setup test test-slow bench gpu-check quality lint shards inspect train train-ddp plot eval puzzles stockfish selfplay teacher clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -83,6 +83,9 @@ plot: setup ## loss curves of a run to PNG: make plot [RUN=runs/pretrained]
 eval: setup ## compare two checkpoints: make eval A=new.pt B=old.pt [ARGS="--games 100 --pgn games.pgn --report eval.json"]
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make eval A=CHECKPOINT|random|material|stockfish B=... [ARGS=...]"; exit 2; }
 	$(PY) -m train.enhanced_eval --model-a $(A) --model-b $(B) --shards $(OUT) $(ARGS)
+
+puzzles: setup ## held-out Lichess puzzles, first move and full line: make puzzles [CKPT=checkpoints/pretrained.pt] [ARGS="--sims 100,400 --limit 500 --report p.json"]
+	$(PY) -m train.puzzles $(or $(CKPT),checkpoints/pretrained.pt) $(ARGS)
 
 inspect: setup ## summary of built shards: make inspect [OUT=shards]
 	$(PY) -m dataengine.inspect summary $(OUT)
