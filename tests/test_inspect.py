@@ -314,6 +314,63 @@ def test_summary_equals_manifest_and_decoded_shards(capsys, small):
     assert rc == 0 and json.loads(out)["decoded"]["records"] == 700
 
 
+ALWAYS_DRAWN = """\
+import sys
+import chess
+board = chess.Board()
+for line in sys.stdin:
+    cmd = line.split()
+    if cmd[:1] == ["uci"]:
+        print("id name Always Drawn 1\\noption name Threads type spin default 1 min 1 max 8\\n"
+              "option name Hash type spin default 16 min 1 max 64\\nuciok", flush=True)
+    elif cmd[:1] == ["isready"]:
+        print("readyok", flush=True)
+    elif cmd[:1] == ["position"]:
+        board = chess.Board(" ".join(cmd[2:8]))
+    elif cmd[:1] == ["go"]:
+        move = min(board.legal_moves, key=lambda m: m.uci()).uci()
+        print(f"info depth 1 score cp 0 nodes 1 pv {move}\\nbestmove {move}", flush=True)
+    elif cmd[:1] == ["quit"]:
+        break
+"""
+
+
+def test_summary_shows_the_teacher_pass(capsys, small, tmp_path):
+    from dataengine.teacher import annotate
+
+    rc, text, _ = cli(capsys, "summary", small)
+    assert "teacher    none: make teacher annotates the shards with Stockfish" in text
+    engine = tmp_path / "always_drawn"
+    engine.write_text(f"#!{sys.executable}\n" + ALWAYS_DRAWN)
+    engine.chmod(0o755)
+    out = Path(shutil.copytree(small, tmp_path / "shards"))
+    annotate(out, nodes=7, fraction=0.05, workers=1, engine=str(engine), quiet=True)
+    teacher = json.loads((out / "manifest.json").read_text())["teacher"]
+
+    rc, text, _ = cli(capsys, "summary", out)
+    assert rc == 0
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("teacher "))
+    assert lines[head] == ("teacher    Always Drawn 1 at 7 nodes, fraction 0.05 of the "
+                           "records, evals from the inputs kept (complete)")
+    for row, split in zip(lines[head + 2 : head + 4], ("train", "val"), strict=True):
+        c = teacher["splits"][split]
+        assert row.split() == [split, *(f"{c[k]:,}" for k in (
+            "records", "selected", "annotated", "moves", "evals_written", "evals_kept",
+            "no_legal_move", "failed")), "/".join(f"{x:.2f}" for x in c["wdl_mean"] or [])
+            or "-"]
+    assert teacher["splits"]["train"]["selected"] > 0
+    evals = {sp: sum(e["teacher"].values()) for sp, e in
+             json.loads((out / "manifest.json").read_text())["splits"].items()}
+    assert lines[head + 4].startswith(f"evals      {sum(evals.values()):,} of ")
+
+    rc, js, _ = cli(capsys, "summary", out, "--json", "--max-records", "1")
+    s = json.loads(js)
+    assert s["evals"] == evals
+    assert s["teacher"]["splits"] == teacher["splits"] and s["teacher"]["complete"]
+    assert s["teacher"]["shards_done"] == s["teacher"]["shards"] == sum(s["shards"].values())
+
+
 # ----------------------------------------------------------------------------- verify
 
 

@@ -58,6 +58,8 @@ def collect(shards: Shards, split: str, max_records: int | None) -> dict:
             for f in m.inputs
         ],
         "buckets": buckets,
+        "evals": {sp: sum(splits[sp].teacher.values()) for sp in schema.SPLITS},
+        "teacher": _teacher(m),
         "decoded": {
             "split": split,
             "records": decoded,
@@ -71,6 +73,17 @@ def collect(shards: Shards, split: str, max_records: int | None) -> dict:
             },
         },
     }
+
+
+def _teacher(m) -> dict | None:
+    """`make teacher`'s pass over the shards: its settings, how far it got and its counts
+    per split (None: the shards were not annotated)."""
+    t = m.teacher
+    if t is None:
+        return None
+    return {**t.settings(), "complete": t.complete, "shards_done": len(t.shards),
+            "shards": sum(len(sp.shards) for sp in m.splits.values()),
+            "splits": {sp: dict(c) for sp, c in t.splits.items()}}
 
 
 def run(shards: Shards, split: str, max_records: int | None, as_json: bool) -> int:
@@ -114,6 +127,8 @@ def format_text(s: dict) -> str:
           _pct(b["all"][name], rec["all"])] for name in schema.BUCKETS],
     )]
 
+    out += ["", *_teacher_text(s)]
+
     d = s["decoded"]
     if d["records"] == 0:
         out += ["", "no records decoded"]
@@ -134,6 +149,33 @@ def format_text(s: dict) -> str:
          for name, v in d["masks"].items()],
     )]
     return "\n".join(out)
+
+
+def _teacher_text(s: dict) -> list[str]:
+    """The teacher's settings and counts per split, and how many records have an eval."""
+    evals, total = sum(s["evals"].values()), s["records"]["all"]
+    with_eval = (f"{evals:,} of {total:,} records ({_pct(evals, total)}) have an eval: "
+                 + ", ".join(f"{sp} {n:,}" for sp, n in s["evals"].items()))
+    t = s.get("teacher")
+    if t is None:
+        return ["teacher    none: make teacher annotates the shards with Stockfish",
+                f"evals      {with_eval} (from their inputs)"]
+    state = ("complete" if t["complete"] else f"in progress: {t['shards_done']} of "
+             f"{t['shards']} shards done, make teacher again finishes it")
+    kept = "evals from the inputs replaced" if t["overwrite"] else "evals from the inputs kept"
+    rows = []
+    for sp, c in t["splits"].items():
+        wdl = "/".join(f"{x:.2f}" for x in c["wdl_mean"]) if c.get("wdl_mean") else "-"
+        rows.append([sp, *(f"{c.get(k, 0):,}" for k in (
+            "records", "selected", "annotated", "moves", "evals_written", "evals_kept",
+            "no_legal_move", "failed")), wdl])
+    return [
+        f"teacher    {t['engine']} at {t['nodes']:,} nodes, fraction {t['fraction']:g} of the "
+        f"records, {kept} ({state})",
+        _table(["teacher (manifest)", "records", "selected", "annotated", "moves",
+                "evals new", "evals kept", "no move", "failed", "W/D/L"], rows),
+        f"evals      {with_eval}",
+    ]
 
 
 def _num(x) -> str:
