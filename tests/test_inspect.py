@@ -515,6 +515,36 @@ def test_stats_plot_writes_a_png(capsys, small, tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically, no leftovers
 
 
+def test_stats_counts_ply_by_source_and_its_labels_fit_the_figure(small):
+    from dataengine.inspect import stats
+    from dataengine.inspect.shards import Shards
+
+    data = stats.collect(Shards.open(small), "all", None)
+    blocks = read_blocks(small, "train") + read_blocks(small, "val")
+    ply = np.concatenate([b["ply"] for b in blocks]).astype(np.int64)
+    source = np.concatenate([b["source"] for b in blocks])
+    for k in range(len(schema.SOURCES)):
+        expected = np.bincount(np.minimum(ply[source == k], stats.PLY_CLIP) // stats.PLY_BIN,
+                               minlength=data["ply"].shape[1])
+        np.testing.assert_array_equal(data["ply"][k], expected)
+    # FEN/EPD positions (ply 0, no game) are counted in the title, not drawn as one tall bar
+    data["ply"][schema.SOURCES.index("fen"), 0] += 12_345
+    fig = stats.plot(data, "shards")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "ply (not shown: 12,345 FEN/EPD positions)" in titles
+    ply_axes = fig.axes[titles.index("ply (not shown: 12,345 FEN/EPD positions)")]
+    assert ply_axes.get_ylim()[1] < 1.5 * data["ply"][:3].sum(axis=0).max()
+    fig.canvas.draw()  # places the axis labels beside their tick labels
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:  # no axis label or title is cut by the figure's edge
+        for text in (ax.yaxis.label, ax.xaxis.label, ax.title, *ax.get_yticklabels()):
+            if text.get_text():
+                box = text.get_window_extent(renderer)
+                assert 0 <= box.x0 and box.x1 <= fig.bbox.width, text.get_text()
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------- errors
 
 

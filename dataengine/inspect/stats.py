@@ -14,19 +14,28 @@ from labelers import MASK_NAMES
 
 EVAL_CLIP = 1000
 PLY_CLIP = 200
+PLY_BIN = 2
 HEATMAP_COLUMNS = 5
+#: Sources whose records are positions of a game or a line, with a ply in it; a FEN/EPD
+#: line is one position on its own (ply 0), left out of the ply histogram.
+PLY_SOURCES = tuple(s for s in schema.SOURCES if s != "fen")
 
 
 def collect(shards: Shards, split: str, max_records: int | None) -> dict:
     buckets = {sp: np.zeros(len(schema.BUCKETS), dtype=np.int64) for sp in splits_of(split)}
-    plies, evals = [], []
+    plies = np.zeros((len(schema.SOURCES), PLY_CLIP // PLY_BIN + 1), dtype=np.int64)
+    evals = []
     squares = np.zeros((len(MASK_NAMES), 64), dtype=np.int64)
     n = 0
     for ref, block in iter_blocks(shards, split, limit=max_records, progress="stats"):
         b = block["bucket"]
         buckets[ref.split] += np.bincount(b[b < len(schema.BUCKETS)],
                                           minlength=len(schema.BUCKETS))
-        plies.append(block["ply"].astype(np.int64))
+        source = block["source"].astype(np.int64)
+        known = source < len(schema.SOURCES)
+        ply_bin = np.minimum(block["ply"].astype(np.int64), PLY_CLIP) // PLY_BIN
+        plies += np.bincount(source[known] * plies.shape[1] + ply_bin[known],
+                             minlength=plies.size).reshape(plies.shape)
         has_eval = (block["flags"] & schema.HAS_TEACHER_EVAL) != 0
         white = np.where((block["flags"] & schema.MIRRORED) != 0, -1, 1)
         mate = block["teacher_mate"].astype(np.int64)
@@ -38,7 +47,7 @@ def collect(shards: Shards, split: str, max_records: int | None) -> dict:
     return {
         "records": n,
         "buckets": buckets,
-        "ply": np.concatenate(plies) if plies else np.zeros(0, np.int64),
+        "ply": plies,  # [source, ply // PLY_BIN], the last bin >= PLY_CLIP
         "eval": np.concatenate(evals) if evals else np.zeros(0, np.int64),
         "squares": squares / max(n, 1),
     }
@@ -49,13 +58,15 @@ def plot(data: dict, title: str):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     # a fixed layout: constrained/tight layout of 23 axes takes seconds to solve
     fig = plt.figure(figsize=(15, 17))
     rows = len(MASK_NAMES) // HEATMAP_COLUMNS
     outer = fig.add_gridspec(2, 1, height_ratios=[1, 3.7], hspace=0.18,
-                             left=0.05, right=0.98, top=0.95, bottom=0.05)
-    top = outer[0].subgridspec(1, 3, wspace=0.25)
+                             left=0.07, right=0.98, top=0.95, bottom=0.05)
+    top = outer[0].subgridspec(1, 3, wspace=0.3)
+    thousands = matplotlib.ticker.FuncFormatter(_short_count)
     fig.suptitle(f"{title}: {data['records']:,} records", fontsize=14)
 
     ax = fig.add_subplot(top[0])
@@ -66,20 +77,34 @@ def plot(data: dict, title: str):
         bottom += counts
     ax.set_xticks(x, schema.BUCKETS, rotation=30, ha="right")
     ax.set_ylabel("records")
+    ax.yaxis.set_major_formatter(thousands)
     ax.set_title("bucket mix")
     ax.legend()
 
     ax = fig.add_subplot(top[1])
-    ax.hist(np.minimum(data["ply"], PLY_CLIP), bins=np.arange(0, PLY_CLIP + 2, 2))
+    left = np.arange(data["ply"].shape[1]) * PLY_BIN
+    bottom = np.zeros(len(left))
+    for k, source in enumerate(schema.SOURCES):
+        counts = data["ply"][k]
+        if source in PLY_SOURCES and counts.any():
+            ax.bar(left, counts, width=PLY_BIN, bottom=bottom, align="edge", label=source)
+            bottom += counts
+    ax.set_xlim(0, PLY_CLIP + PLY_BIN)
     ax.set_xlabel(f"ply in its game or line (last bin: >= {PLY_CLIP})")
     ax.set_ylabel("records")
-    ax.set_title("ply")
+    ax.yaxis.set_major_formatter(thousands)
+    alone = int(sum(data["ply"][k].sum() for k, source in enumerate(schema.SOURCES)
+                    if source not in PLY_SOURCES))
+    ax.set_title("ply" + (f" (not shown: {alone:,} FEN/EPD positions)" if alone else ""))
+    if bottom.any():
+        ax.legend()
 
     ax = fig.add_subplot(top[2])
     ax.hist(data["eval"], bins=np.linspace(-EVAL_CLIP, EVAL_CLIP, 81))
     ax.set_xlabel(f"teacher eval: centipawns, WHITE's view\n(clipped to ±{EVAL_CLIP}, "
                   f"mates at ±{EVAL_CLIP})")
     ax.set_ylabel("records")
+    ax.yaxis.set_major_formatter(thousands)
     ax.set_title(f"eval ({len(data['eval']):,} records with one)")
 
     maps = outer[1].subgridspec(rows, HEATMAP_COLUMNS, hspace=0.3, wspace=0.05)
@@ -96,6 +121,14 @@ def plot(data: dict, title: str):
              "orientation (side to move = 'us' = White, moving up the board); each map's colours "
              "run from 0 (dark) to its max (yellow)", ha="center", fontsize=10)
     return fig
+
+
+def _short_count(x: float, _pos=None) -> str:
+    """An axis count in at most 4 characters: 950, 12k, 1.5M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.0f}"
 
 
 def run(shards: Shards, split: str, max_records: int | None, out: str) -> int:
