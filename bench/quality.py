@@ -5,8 +5,11 @@ once with the SSL heads (the config's weights) and once with ``--ssl-weight 0``,
 then prints one table per weight set (EMA and raw) of held-out figures on the
 validation split (policy top-1 and cross-entropy, value MAE, W/D/L accuracy,
 each binary SSL task's F1 next to its base rate) with SSL - no-SSL and its 95%
-paired bootstrap interval, and one table of match scores of each model against
-the ``random`` and ``material`` baselines (best legal policy move, no search).
+paired bootstrap interval, one table of held-out Lichess puzzle accuracy (the raw
+policy's first move and full line, ``train.puzzles``'s rule, with Wilson 95% intervals,
+and SSL - no SSL with a paired bootstrap interval over the same puzzles), and one table
+of match scores of each model against the ``random`` and ``material`` baselines (best
+legal policy move, no search).
 
     python bench/quality.py [--steps 1500] [--shards shards] [--games 40] [--device auto]
     make quality STEPS=1500 SHARDS=shards
@@ -20,7 +23,8 @@ that: it resamples the positions of one pair of runs. ``--seeds K`` trains each 
 with seeds SEED .. SEED+K-1 (the extra runs in OUT/<arm>/seed<S>/), pools each
 position's figures over the seeds for the table and its position bootstrap, and adds
 each seed's difference and a t interval over them (K - 1 degrees of freedom), which
-does include the training noise. The matches are played by the first seed's models.
+does include the training noise (the puzzles likewise: each puzzle's solves pooled over
+the seeds). The matches are played by the first seed's models.
 The tables go to stdout and OUT/quality.txt, every figure to OUT/quality.json.
 """
 
@@ -38,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dataengine.build import VAL_ZARR, read_val_zarr  # noqa: E402
@@ -51,6 +56,7 @@ from train.evaluation.players import (  # noqa: E402
     read_checkpoint,
 )
 from train.evaluation.report import json_safe  # noqa: E402
+from train.puzzles import DEFAULT_PUZZLES, read_puzzles, score, wilson  # noqa: E402
 from train.trainer import pick_device  # noqa: E402
 
 ARMS = {"ssl": [], "no_ssl": ["--ssl-weight", "0"]}
@@ -81,6 +87,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "an interval over them, which includes the training noise")
     ap.add_argument("--games", type=int, default=40,
                     help="games of each model against each baseline (openings x 2 colours)")
+    ap.add_argument("--puzzles", default=str(DEFAULT_PUZZLES),
+                    help="Lichess puzzle CSV scored by each model's raw policy (default: the "
+                         "1,199 puzzles held out of training)")
+    ap.add_argument("--puzzle-limit", type=int, default=None,
+                    help="score only the first K puzzles (0: no puzzle table)")
     ap.add_argument("--max-plies", type=int, default=200,
                     help="game length cap in plies, book moves included (then a draw)")
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
@@ -91,8 +102,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--train-args", default="", help="more flags for both runs, one string")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.games < 0 or args.bootstrap < 0 or args.max_plies < 1 \
-            or args.seeds < 1:
-        ap.error("--steps, --seeds and --max-plies must be >= 1, --games and --bootstrap >= 0")
+            or args.seeds < 1 or (args.puzzle_limit is not None and args.puzzle_limit < 0):
+        ap.error("--steps, --seeds and --max-plies must be >= 1, --games, --bootstrap and "
+                 "--puzzle-limit >= 0")
     return args
 
 
@@ -193,6 +205,8 @@ def measure(args: argparse.Namespace) -> dict:
                   "ci95": ci[key], "seed_diffs": [d[key] for d in per_seed],
                   "ci95_seeds": t_interval([d[key] for d in per_seed])}
             for key, _, _ in ROWS}
+    if args.puzzle_limit != 0:
+        report["puzzles"] = measure_puzzles(args, models, device, seeds)
     models = {(arm, weights): m for (arm, weights, seed), m in models.items()
               if seed == args.seed}
     if args.games:
@@ -208,6 +222,61 @@ def measure(args: argparse.Namespace) -> dict:
                 report["matches"][f"{arm}/{weights}/{name}"] = {
                     k: s[k] for k in ("games", "wins", "draws", "losses", "score")}
     return report
+
+
+def measure_puzzles(args: argparse.Namespace, models: dict, device, seeds: list[int]) -> dict:
+    """Each model's raw policy on the same puzzles (train.puzzles' rule): per weight set
+    and figure (first move, full line) each arm's rate with its Wilson interval, the
+    difference with a paired bootstrap interval over puzzles, and with several seeds each
+    seed's difference and a t interval over them."""
+    puzzle_list = list(read_puzzles(args.puzzles, limit=args.puzzle_limit))
+    if not puzzle_list:
+        raise SystemExit(f"no valid puzzle in {args.puzzles}")
+    solved = {}  # (arm, weights, seed) -> {"first": (n,) bool, "line": (n,) bool}
+    for key, model in models.items():
+        player = NetPlayer(f"{key[0]}-{key[1]}", model, device)
+        outcomes = score(puzzle_list, player.choose)
+        solved[key] = {"first": np.array([o.first for o in outcomes]),
+                       "line": np.array([o.solved for o in outcomes])}
+    n, k = len(puzzle_list), len(seeds)
+    out: dict = {"file": str(args.puzzles), "n": n}
+    for weights in WEIGHTS:
+        out[weights] = {}
+        for figure in PUZZLE_FIGURES:
+            # each puzzle's solves summed over the seeds: 0..k
+            a = sum(solved["ssl", weights, s][figure].astype(np.int64) for s in seeds)
+            b = sum(solved["no_ssl", weights, s][figure].astype(np.int64) for s in seeds)
+            seed_diffs = [float(solved["ssl", weights, s][figure].mean()
+                                - solved["no_ssl", weights, s][figure].mean()) for s in seeds]
+            out[weights][figure] = {
+                "ssl": a.sum() / (n * k), "ssl_ci95": wilson(int(a.sum()), n * k),
+                "no_ssl": b.sum() / (n * k), "no_ssl_ci95": wilson(int(b.sum()), n * k),
+                "diff": (a.sum() - b.sum()) / (n * k),
+                "ci95": paired_bootstrap_rate(a / k, b / k, resamples=args.bootstrap,
+                                              seed=args.seed),
+                "seed_diffs": seed_diffs, "ci95_seeds": t_interval(seed_diffs)}
+    return out
+
+
+#: (key, label) of the puzzle table's figures
+PUZZLE_FIGURES = {"first": "first move", "line": "full line"}
+
+
+def paired_bootstrap_rate(a: np.ndarray, b: np.ndarray, *, resamples: int = 1000,
+                          seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of ``mean(a) - mean(b)`` when the items (puzzles) are resampled
+    with replacement, the same resample for both: the pairing takes out the items'
+    own difficulty. NaN where there is nothing to resample."""
+    n = len(a)
+    if resamples < 1 or n == 0:
+        return float("nan"), float("nan")
+    d = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
+    rng = np.random.default_rng(seed)
+    diffs = np.concatenate([rng.multinomial(n, np.full(n, 1.0 / n), size=min(64, resamples - i))
+                            @ d / n for i in range(0, resamples, 64)])
+    tail = 100.0 * (1.0 - level) / 2.0
+    lo, hi = np.percentile(diffs, [tail, 100.0 - tail])
+    return float(lo), float(hi)
 
 
 def pooled(runs: list[heldout.Values]) -> heldout.Values:
@@ -287,6 +356,8 @@ def format_report(report: dict, train_seconds: dict) -> str:
         if len(seeds) > 1:
             header += ["each seed", "95% CI over seeds"]
         out += _table(header, rows)
+    if report.get("puzzles"):
+        out += [""] + format_puzzles(report["puzzles"], seeds)
     if report["matches"]:
         out += ["", "match score (W-D-L) against the baselines, best legal policy move"
                 + (f" (seed {seeds[0]}'s models)" if len(seeds) > 1 else "")]
@@ -300,6 +371,35 @@ def format_report(report: dict, train_seconds: dict) -> str:
                 rows.append(cells)
         out += _table(["model", "vs random", "vs material"], rows)
     return "\n".join(out)
+
+
+def _rate(row: dict, arm: str) -> str:
+    lo, hi = row[f"{arm}_ci95"]
+    return f"{_f(row[arm])} [{_f(lo)}, {_f(hi)}]"
+
+
+def format_puzzles(puzzles: dict, seeds: list[int]) -> list[str]:
+    pooled_text = f", solves pooled over {len(seeds)} seeds" if len(seeds) > 1 else ""
+    out = [f"held-out puzzles: {puzzles['n']:,} from {Path(puzzles['file']).name}, the raw "
+           f"policy{pooled_text}; first move and full line (train.puzzles), each with its "
+           "95% Wilson interval; SSL - no SSL with a paired bootstrap over the puzzles"]
+    rows = []
+    for weights in WEIGHTS:
+        for figure, label in PUZZLE_FIGURES.items():
+            r = puzzles[weights][figure]
+            lo, hi = r["ci95"]
+            row = [f"{weights.upper() if weights == 'ema' else weights}, {label}",
+                   _rate(r, "ssl"), _rate(r, "no_ssl"), _f(r["diff"], 4, True),
+                   f"[{_f(lo, 4, True)}, {_f(hi, 4, True)}]"]
+            if len(seeds) > 1:
+                slo, shi = r["ci95_seeds"]
+                row += [" ".join(_f(d, 4, True) for d in r["seed_diffs"]),
+                        f"[{_f(slo, 4, True)}, {_f(shi, 4, True)}]"]
+            rows.append(row)
+    header = ["weights, figure", "SSL", "no SSL", "SSL - no SSL", "95% CI"]
+    if len(seeds) > 1:
+        header += ["each seed", "95% CI over seeds"]
+    return out + _table(header, rows)
 
 
 def main(argv: list[str] | None = None) -> int:

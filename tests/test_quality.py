@@ -27,7 +27,7 @@ def shards(tmp_path_factory):
 
 def run_quality(shards, out, *extra):
     cmd = [sys.executable, str(SCRIPT), "--steps", "4", "--shards", str(shards), "--games", "2",
-           "--bootstrap", "50", "--eval-every", "2", "--max-plies", "30", "--device", "cpu", "--out", str(out),
+           "--bootstrap", "50", "--eval-every", "2", "--max-plies", "30", "--device", "cpu", "--out", str(out), "--puzzle-limit", "30",
            "--train-args", TINY_RUN, *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=naive.REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -36,6 +36,7 @@ def run_quality(shards, out, *extra):
 
 def test_quality_trains_both_arms_and_prints_the_tables(shards, tmp_path):
     from bench.quality import ARMS, ROWS, WEIGHTS
+    from train.puzzles import wilson
 
     out = tmp_path / "q"
     printed = run_quality(shards, out)
@@ -61,12 +62,27 @@ def test_quality_trains_both_arms_and_prints_the_tables(shards, tmp_path):
             assert row["diff"] == pytest.approx(row["ssl"] - row["no_ssl"])
             lo, hi = row["ci95"]
             assert lo <= hi
+    # the raw policy of each arm and weight set on the same 30 held-out puzzles
+    puzzles = report["puzzles"]
+    assert puzzles["n"] == 30 and puzzles["file"].endswith("lichess_puzzles_heldout.csv")
+    for weights in WEIGHTS:
+        for figure in ("first", "line"):
+            row = puzzles[weights][figure]
+            for arm in ARMS:
+                k = round(row[arm] * 30)
+                assert row[arm] == pytest.approx(k / 30)
+                assert row[f"{arm}_ci95"] == pytest.approx(list(wilson(k, 30)))
+            assert row["diff"] == pytest.approx(row["ssl"] - row["no_ssl"])
+            lo, hi = row["ci95"]
+            assert lo <= hi and -1 <= lo and hi <= 1
+        assert puzzles[weights]["line"]["ssl"] <= puzzles[weights]["first"]["ssl"]
     # 2 arms x 2 weight sets x 2 baselines, 2 games each
     assert len(report["matches"]) == 8
     for m in report["matches"].values():
         assert m["games"] == 2 and m["wins"] + m["draws"] + m["losses"] == 2
     for text in ("held-out, EMA weights", "held-out, raw weights", "SSL - no SSL",
-                 "policy top-1", "pin F1", "vs random", "vs material", "SSL, ema", "no SSL, raw"):
+                 "policy top-1", "pin F1", "vs random", "vs material", "SSL, ema", "no SSL, raw",
+                 "held-out puzzles: 30", "EMA, first move", "raw, full line"):
         assert text in printed, text
     assert printed.count("\n") > 30
     assert (out / "quality.txt").read_text().strip() in printed
@@ -74,7 +90,9 @@ def test_quality_trains_both_arms_and_prints_the_tables(shards, tmp_path):
     # the same settings again reuse both runs and give the same figures
     again = run_quality(shards, out)
     assert again.count("reusing") == 2
-    assert json.loads((out / "quality.json").read_text())["heldout"] == report["heldout"]
+    again_report = json.loads((out / "quality.json").read_text())
+    assert again_report["heldout"] == report["heldout"]
+    assert again_report["puzzles"] == report["puzzles"]
 
 
 def test_quality_with_two_seeds_pools_them_and_adds_an_interval_over_seeds(shards, tmp_path):
@@ -97,6 +115,14 @@ def test_quality_with_two_seeds_pools_them_and_adds_an_interval_over_seeds(shard
             assert lo <= mean <= hi
             if key == "policy_ce":  # pooled over seeds with equal denominators: the mean
                 assert row["diff"] == pytest.approx(mean, rel=1e-6, abs=1e-9)
+    for weights in ("ema", "raw"):
+        for figure in ("first", "line"):
+            row = report["puzzles"][weights][figure]
+            assert len(row["seed_diffs"]) == 2
+            assert row["diff"] == pytest.approx(sum(row["seed_diffs"]) / 2)
+            lo, hi = row["ci95_seeds"]
+            assert lo <= row["diff"] + 1e-12 and row["diff"] <= hi + 1e-12
+    assert "solves pooled over 2 seeds" in printed
     assert "each seed" in printed and "95% CI over seeds" in printed
     assert "seeds 3, 4 (figures pooled over them)" in printed
     # the interval: mean -+ t(0.975, k - 1) sd / sqrt(k)
@@ -104,6 +130,26 @@ def test_quality_with_two_seeds_pools_them_and_adds_an_interval_over_seeds(shard
     assert (lo + hi) / 2 == pytest.approx(2.0)
     assert (hi - lo) / 2 == pytest.approx(T95[2] * 1.0 / 3 ** 0.5)
     assert t_interval([1.0]) is None
+
+
+def test_paired_bootstrap_over_puzzles():
+    import numpy as np
+
+    from bench.quality import paired_bootstrap_rate
+
+    rng = np.random.default_rng(0)
+    a = rng.random(400) < 0.6
+    assert paired_bootstrap_rate(a, a, resamples=200) == (0.0, 0.0)  # the same solves
+    b = a.copy()
+    b[:40] = False  # B fails 40 puzzles more (those A solved among them)
+    d = a.mean() - b.mean()
+    lo, hi = paired_bootstrap_rate(a, b, resamples=2000, seed=1)
+    assert 0 <= lo < d < hi
+    # paired: far tighter than two independent proportions' interval would be
+    assert hi - lo < 2 * 1.96 * np.sqrt(2 * 0.25 / 400) / 2
+    assert paired_bootstrap_rate(a, b, resamples=500, seed=3) == \
+        paired_bootstrap_rate(a, b, resamples=500, seed=3)
+    assert all(np.isnan(paired_bootstrap_rate(a[:0], b[:0])))
 
 
 def test_quality_names_missing_shards(tmp_path):
