@@ -407,6 +407,14 @@ def test_verify_passes_good_shards(capsys, small):
     assert rc == 0 and f"labels recomputed for {manifest['records']:,} records" in lines[0]
 
 
+def test_verify_reports_its_progress_off_a_terminal_too(capsys, small):
+    rc, _, err = cli(capsys, "verify", small)  # stderr is not a terminal here
+    assert rc == 0
+    first, last = err.splitlines()  # at the start, then a line a minute and one at the end
+    assert first.startswith("verify:   0%|")
+    assert last.startswith("verify: 100%|") and "rec/s]" in last
+
+
 def test_verify_flipped_byte(capsys, broken):
     path = broken / "train/shard-000001.tar"
     with tarfile.open(path) as tar:

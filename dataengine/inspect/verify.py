@@ -49,8 +49,9 @@ class Verifier:
         self.counts = Counter()
         self.val_decoded = 0
         self.zarr = None
+        # a bar on a terminal; elsewhere (a log, a pipe) a line a minute and one at the end
         self.bar = progress(total=shards.records("all"), unit="rec", unit_scale=True,
-                        desc="verify", disable=None, dynamic_ncols=True, leave=False)
+                            desc="verify", dynamic_ncols=True, leave=False)
 
     # ------------------------------------------------------------------ reporting
 
