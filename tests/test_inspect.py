@@ -577,6 +577,18 @@ def test_errors_are_one_line(capsys, small, tmp_path):
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
 
 
+def test_commands_with_nothing_to_read_fail(capsys, ordered, tmp_path):
+    assert json.loads((ordered / "manifest.json").read_text())["splits"]["val"]["records"] == 0
+    for argv, task in [(["stats", ordered, "--split", "val", "--plot", tmp_path / "v.png"],
+                        "nothing to plot"),
+                       (["dump", ordered, "--split", "val", "--out", tmp_path / "v.jsonl"],
+                        "nothing to dump")]:
+        rc, out, err = cli(capsys, *argv)
+        assert (rc, out) == (2, ""), argv
+        assert err == f"error: the val split of {str(ordered)!r} holds no records: {task}\n"
+    assert not list(tmp_path.iterdir())
+
+
 def test_module_entry_point(small):
     run = subprocess.run(
         [sys.executable, "-m", "dataengine.inspect", "show", str(small), "--index", "99999999"],

@@ -25,6 +25,7 @@ themes (list), masks ({mask: [square names], real orientation})."""
 
 
 def run(shards: Shards, split: str, out: str | None) -> int:
+    shards.require_records(split, "nothing to dump")
     with _output(out) as f:
         for ref, block in iter_blocks(shards, split, progress="dump"):
             masks = real_labels(block)

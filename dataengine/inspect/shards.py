@@ -74,6 +74,14 @@ class Shards:
         """Records of a split (or of "all") as the manifest counts them."""
         return sum(s.records for sp in splits_of(split) for s in self.shards(sp))
 
+    def require_records(self, split: str, task: str) -> None:
+        """Raise :class:`InspectError` when `split` (or "all") holds no record: `task`
+        (e.g. "nothing to plot") would produce nothing."""
+        if not self.records(split):
+            where = "the shards" if split == "all" else f"the {split} split"
+            verb = "hold" if split == "all" else "holds"
+            raise InspectError(f"{where} of {str(self.root)!r} {verb} no records: {task}")
+
     def input_path(self, file_id: int) -> str | None:
         return self.manifest.input_path(file_id)
 

@@ -134,6 +134,7 @@ def _short_count(x: float, _pos=None) -> str:
 def run(shards: Shards, split: str, max_records: int | None, out: str) -> int:
     if not out.lower().endswith(".png"):
         raise InspectError(f"--plot must name a .png file, got {out!r}")
+    shards.require_records(split, "nothing to plot")
     data = collect(shards, split, max_records)
     fig = plot(data, f"{shards.root} ({split})")
     buf = io.BytesIO()
