@@ -306,15 +306,6 @@ def tiny_checkpoint(path: Path) -> Path:
     return path
 
 
-def engine_ready() -> bool:
-    try:
-        from train.engine import net, search  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(search, "search_many") and hasattr(net, "Evaluator")
-
-
-@pytest.mark.skipif(not engine_ready(), reason="train.engine (Evaluator, search_many) missing")
 def test_cli_on_a_tiny_checkpoint(tmp_path, capsys):
     model = tiny_checkpoint(tmp_path / "tiny.pt")
     report = tmp_path / "report.json"
@@ -334,6 +325,12 @@ def test_cli_on_a_tiny_checkpoint(tmp_path, capsys):
     for text in ("first move", "full line", "by rating band", "by theme", "search 8", "policy"):
         assert text in out, text
     assert str(report) in out
+
+    code, out, err = run_cli(capsys, model, "--sample", "10", "--seed", "3", "--sims", "0",
+                             "--report", report, "--no-progress")
+    r = json.loads(report.read_text())
+    assert code == 0 and list(r["solvers"]) == ["policy"] and r["puzzles"] == 10
+    assert r["selection"] == "a uniform sample of 10, seed 3"
 
 
 def test_default_file_is_the_held_out_set():

@@ -198,13 +198,18 @@ def _header_problem(path: str, skip: Skip) -> str:
 
 def read_puzzles(path: str | os.PathLike, *, limit: int | None = None,
                  sample: int | None = None, seed: int = 0,
-                 skipped: Counter | None = None,
-                 examples: list[Skip] | None = None) -> Iterator[Puzzle]:
+                 skipped: Counter | None = None, examples: list[Skip] | None = None,
+                 progress: bool = False) -> Iterator[Puzzle]:
     """The valid puzzles of ``path``, lazily: all of them, the first ``limit``, or a
-    uniform ``sample`` of that many drawn with ``seed`` (reservoir sampling: one pass,
+    uniform ``sample`` of that many drawn with ``seed`` (reservoir sampling: one pass
+    over the file before the first is returned, with a progress bar if ``progress``;
     ``sample`` puzzles in memory, returned in file order). Skipped rows are counted by
     reason into ``skipped`` and the first few kept in ``examples``."""
     rows = iter_puzzles(path)
+    if sample is not None and progress:
+        from dataengine.progress import progress as bar
+
+        rows = bar(rows, desc="sampling", unit="row")
 
     def valid() -> Iterator[Puzzle]:
         for item in rows:
@@ -393,9 +398,9 @@ def run(puzzles: Iterable[Puzzle], solvers: dict[str, Chooser], *, chunk: int = 
     from dataengine.progress import progress as bar
 
     tallies = {name: Tally() for name in solvers}
-    bars = {name: bar(total=total, desc=name, unit="puzzle", disable=not progress,
-                      leave=True, dynamic_ncols=True) for name in solvers}
-    try:
+    # one bar: a chunk counts once every solver has scored it
+    with bar(total=total, desc="puzzles", unit="puzzle", disable=not progress,
+             dynamic_ncols=True) as shown:
         for batch in chunks(puzzles, chunk):
             for name, choose in solvers.items():
                 t0 = time.perf_counter()
@@ -403,12 +408,10 @@ def run(puzzles: Iterable[Puzzle], solvers: dict[str, Chooser], *, chunk: int = 
                 tallies[name].seconds += time.perf_counter() - t0
                 for puzzle, outcome in zip(batch, outcomes, strict=True):
                     tallies[name].add(puzzle, outcome)
-                t = tallies[name].overall
-                bars[name].update(len(batch))
-                bars[name].set_postfix_str(f"first {t.first / t.n:.3f} line {t.line / t.n:.3f}")
-    finally:
-        for b in bars.values():
-            b.close()
+            shown.update(len(batch))
+            shown.set_postfix_str(", ".join(
+                f"{name} {t.overall.first / t.overall.n:.3f}/{t.overall.line / t.overall.n:.3f}"
+                for name, t in tallies.items()))
     return tallies
 
 
@@ -555,7 +558,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     skipped: Counter = Counter()
     examples: list[Skip] = []
     puzzles = read_puzzles(args.puzzles, limit=args.limit, sample=args.sample, seed=args.seed,
-                           skipped=skipped, examples=examples)  # checks the header first
+                           skipped=skipped, examples=examples,
+                           progress=not args.no_progress)  # checks the header first
     first = next(puzzles, None)  # no valid puzzle: say so before loading the model
     if first is None:
         reasons = ", ".join(f"{k} {v}" for k, v in skipped.items()) or "no rows"
