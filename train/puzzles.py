@@ -169,7 +169,8 @@ def iter_puzzles(path: str | os.PathLike) -> Iterator[Puzzle | Skip]:
     if isinstance(first, Skip) and first.line == 1 and first.reason in ("bad_columns", "empty",
                                                                          "bad_encoding"):
         raise PuzzleFileError(_header_problem(path, first))
-    return (_puzzle_or_skip(path, row) for row in itertools.chain([first] if first else [], rows))
+    rows = itertools.chain([first] if first is not None else [], rows)
+    return (_puzzle_or_skip(path, row) for row in rows)
 
 
 def _puzzle_or_skip(path: str, row) -> Puzzle | Skip:
