@@ -26,7 +26,7 @@ FRACTION ?= 1.0
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow bench gpu-check quality lint shards inspect train train-ddp plot eval puzzles stockfish selfplay teacher clean
+.PHONY: help setup test test-slow bench gpu-check quality lint shards inspect train train-ddp plot eval puzzles uci stockfish selfplay teacher clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -86,6 +86,11 @@ eval: setup ## compare two checkpoints: make eval A=new.pt B=old.pt [ARGS="--gam
 
 puzzles: setup ## held-out Lichess puzzles, first move and full line: make puzzles [CKPT=checkpoints/pretrained.pt] [ARGS="--sims 100,400 --limit 500 --report p.json"]
 	$(PY) -m train.puzzles $(or $(CKPT),checkpoints/pretrained.pt) $(ARGS)
+
+# `@`: the UCI stream is stdout, where an echoed command would be a stray line (GUIs are
+# better given `.venv/bin/python -m train.uci --checkpoint CKPT` itself)
+uci: setup ## the network as a UCI engine on stdin/stdout: make uci [CKPT=checkpoints/pretrained.pt] [ARGS="--device cuda --nodes 800"]
+	@$(PY) -m train.uci --checkpoint $(or $(CKPT),checkpoints/pretrained.pt) $(ARGS)
 
 inspect: setup ## summary of built shards: make inspect [OUT=shards]
 	$(PY) -m dataengine.inspect summary $(OUT)
