@@ -149,9 +149,11 @@ class RawEngine:
         return code
 
 
-@pytest.fixture
-def raw(tiny, tmp_path):
-    engine = RawEngine(command(tiny), tmp_path / "stderr.txt")
+@pytest.fixture(scope="module")
+def raw(tiny, tmp_path_factory):
+    """One engine for the pipe tests (each starts from its own `position`): a start costs
+    seconds of torch import and network load on a busy 2-core machine."""
+    engine = RawEngine(command(tiny), tmp_path_factory.mktemp("uci") / "stderr.txt")
     yield engine
     code = engine.close()
     assert code == 0
@@ -352,7 +354,7 @@ def test_go_with_a_clock_movetime_and_ponder(raw):
 
 
 def test_bad_input_is_answered_and_the_engine_goes_on(raw):
-    raw.send("go nodes 8")  # before any position: the start position
+    raw.send("ucinewgame", "go nodes 8")  # before any position: the start position
     line, before = raw.expect("bestmove")
     assert "go before position" in raw.strings(before)
     assert chess.Move.from_uci(line.split()[1]) in chess.Board().legal_moves

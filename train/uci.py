@@ -120,7 +120,6 @@ OPTIONS = (
 )
 """The engine's options, as ``uci`` declares them (names are matched without case)."""
 
-_RELOAD = ("weights", "device", "threads")
 _SEARCH = {"cpuct": "cpuct", "fpu reduction": "fpu_reduction", "batch size": "batch_size",
            "virtual loss": "virtual_loss"}
 
@@ -281,6 +280,35 @@ def info_lines(info, multipv: int, show_wdl: bool) -> list[str]:
 # ----------------------------------------------------------------------------- engine
 
 
+@dataclass(frozen=True)
+class Timing:
+    """When a running search stops, as its callback checks it."""
+
+    origin: float
+    """``time.monotonic()`` when the clock started: `go` received, or `ponderhit`."""
+    allotment: Allotment | None
+    flexible: bool
+    """Stop at the soft target, or before it when the best move is settled (a clock); else
+    at the hard deadline only (a movetime, or a clock capping a node budget or a depth)."""
+    nodes: int | None
+
+    @property
+    def deadline(self) -> float | None:
+        return self.origin + self.allotment.hard if self.allotment else None
+
+    def should_stop(self, now: float, info) -> bool:
+        if self.nodes is not None and info.nodes >= self.nodes:
+            return True
+        if self.allotment is None:
+            return False
+        elapsed = now - self.origin
+        if elapsed >= self.allotment.hard:
+            return True
+        return self.flexible and stop_early(
+            elapsed=elapsed, allotment=self.allotment, nodes=info.nodes,
+            root=[(visits, value) for _, visits, value in info.multipv])
+
+
 @dataclass
 class _Loaded:
     key: tuple
@@ -313,7 +341,7 @@ class Engine:
         self.stop_event = threading.Event()
         self.release = threading.Event()  # `stop` or `ponderhit` after an unlimited go
         self.ponderhit_clock: tuple[GoLimits, chess.Color] | None = None  # `go ponder`'s
-        self.timing: tuple[float, Allotment | None, int | None] | None = None  # start, limits
+        self.timing: Timing | None = None  # of the running search, None: until `stop`
         self.search_config = None
         self.handlers: dict[str, Callable[[list[str]], bool | None]] = {
             "uci": self.uci, "isready": self.isready, "ucinewgame": self.ucinewgame,
@@ -413,14 +441,13 @@ class Engine:
             return
         self.ponderhit_clock = None
         limits, turn = clock
-        allotment = limits.allotment(turn, self.values["move overhead"] / 1000)
-        nodes = limits.nodes or (self.values["nodes"] or None)
-        if allotment is None and nodes is None:
-            return  # `go ponder infinite`: on until `stop`
-        self.timing = (time.monotonic(), allotment, nodes)
-        self.release.set()
+        _, timing, _ = self.plan(limits, turn, time.monotonic())
+        if timing is not None:  # else `go ponder infinite`: on until `stop`
+            self.timing = timing
+            self.release.set()
 
     def go(self, words: list[str]) -> None:
+        received = time.monotonic()  # the GUI's clock runs from here, loading included
         self.finish_search("go")
         limits, complaints = parse_go(words)
         for complaint in complaints:
@@ -442,7 +469,7 @@ class Engine:
             self.write("bestmove 0000")
             return
         self.configure_search()
-        self.start_search(board, limits)
+        self.start_search(board, limits, received)
 
     # --- the network
 
@@ -549,29 +576,38 @@ class Engine:
         self.worker.result()
         self.worker = None
 
-    def start_search(self, board: chess.Board, limits: GoLimits) -> None:
-        overhead = self.values["move overhead"] / 1000
-        turn = board.turn
+    def plan(self, limits: GoLimits, turn: chess.Color,
+             origin: float) -> tuple[int | None, Timing | None, bool]:
+        """The node budget, the timing and whether the search waits for `stop` (nothing
+        but `stop` ends it) of a `go` received at ``origin``."""
         nodes = limits.nodes
         if nodes is None and limits.depth is None and not limits.infinite:
             nodes = self.values["nodes"] or None
-        allotment = None if limits.infinite else limits.allotment(turn, overhead)
-        unlimited = limits.infinite or limits.ponder or (
-            allotment is None and nodes is None and limits.depth is None)
+        allotment = None if limits.infinite else limits.allotment(
+            turn, self.values["move overhead"] / 1000)
+        # only a clock's budget is a target to stop at, or before when the best move is
+        # settled; a movetime or a depth is searched to its end, a node budget exactly,
+        # and a clock given with them only caps them
+        flexible = nodes is None and limits.movetime is None and limits.depth is None
+        timing = Timing(origin, allotment, flexible, nodes) if allotment or nodes else None
+        unlimited = limits.infinite or (allotment is None and nodes is None
+                                        and limits.depth is None)
+        return nodes, timing, unlimited
+
+    def start_search(self, board: chess.Board, limits: GoLimits, received: float) -> None:
+        nodes, timing, unlimited = self.plan(limits, board.turn, received)
         self.stop_event.clear()
         self.release.clear()
-        self.timing = None
-        if limits.ponder:
-            self.ponderhit_clock = (limits, turn)
-            run_args = {}
+        if limits.ponder:  # no limit until `ponderhit` (then the clock's, from then on)
+            self.ponderhit_clock, self.timing = (limits, board.turn), None
+            run_args, unlimited = {}, True
         else:
-            self.ponderhit_clock = None
-            run_args = {"nodes": nodes, "depth": limits.depth}
-            if allotment is not None:
-                self.timing = (time.monotonic(), allotment, None)
+            self.ponderhit_clock, self.timing = None, timing
+            run_args = {"nodes": nodes, "depth": limits.depth,
+                        "deadline": timing.deadline if timing else None}
         if self.debug:
-            self.say(f"limits: nodes {nodes} depth {limits.depth} allotment {allotment} "
-                     f"{'ponder' if limits.ponder else 'infinite' if unlimited else ''}")
+            self.say(f"search: nodes {nodes}, depth {limits.depth}, {timing}, "
+                     f"{'ponder' if limits.ponder else 'until stop' if unlimited else ''}")
         self.worker = self.pool.submit(self._search, board, run_args, unlimited)
 
     def _search(self, board: chess.Board, run_args: dict, unlimited: bool) -> None:
@@ -586,32 +622,20 @@ class Engine:
                 for line in info_lines(info, multipv, show_wdl):
                     self.write(line)
             timing = self.timing
-            if timing is None:
-                return
-            started, allotment, nodes = timing
-            if nodes is not None and info.nodes >= nodes:
-                self.stop_event.set()
-            elif allotment is not None and stop_early(
-                    elapsed=now - started, allotment=allotment, nodes=info.nodes,
-                    root=[(visits, value) for _, visits, value in info.multipv]):
+            if timing is not None and timing.should_stop(now, info):
                 self.stop_event.set()
 
         result = None
         try:
             search.set_position(board)
-            timing = self.timing
-            deadline = timing[0] + timing[1].hard if timing else None
-            result = search.run(deadline=deadline, stop=self.stop_event, on_info=on_info,
-                                info_every=CHECK_PERIOD if timing or unlimited else INFO_PERIOD,
-                                **run_args)
+            timed = self.timing is not None or unlimited
+            result = search.run(stop=self.stop_event, on_info=on_info,
+                                info_every=CHECK_PERIOD if timed else INFO_PERIOD, **run_args)
         except Exception as e:  # a bug of ours: a legal move all the same, never a hang
             traceback.print_exc(file=sys.stderr)
             self.say(f"error: the search failed: {type(e).__name__}: {e}")
         if unlimited:  # UCI: no bestmove before `stop` (or `ponderhit`)
             self.release.wait()
-            if self.timing is not None and not self.stop_event.is_set() and result is not None:
-                # ponderhit: the search stopped on its own; search on, on the clock now
-                result = self._continue(search, result, on_info)
         if result is not None:
             for line in info_lines(result, multipv, show_wdl):
                 self.write(line)
@@ -627,12 +651,6 @@ class Engine:
         after.push(move)
         suffix = f" ponder {ponder.uci()}" if ponder and after.is_legal(ponder) else ""
         self.write(f"bestmove {move.uci()}{suffix}")
-
-    def _continue(self, search, result, on_info):
-        started, allotment, nodes = self.timing
-        deadline = started + allotment.hard if allotment else None
-        return search.run(nodes=nodes, deadline=deadline, stop=self.stop_event,
-                          on_info=on_info, info_every=CHECK_PERIOD)
 
 
 # ----------------------------------------------------------------------------- main
