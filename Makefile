@@ -48,12 +48,13 @@ test: setup stockfish ## run the quick CPU test suite (under ~10 minutes on 2 co
 test-slow: setup stockfish ## run every test, including those marked slow
 	$(PY) -m pytest -q -n 2
 
-bench: setup ## print the benchmark tables (labelers, data engine, loader, trainer, teacher)
+bench: setup ## print the benchmark tables (labelers, data engine, loader, trainer, teacher, engine)
 	$(PY) bench/bench_labelers.py
 	$(PY) bench/bench_dataengine.py
 	$(PY) bench/bench_loader.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_teacher.py
+	$(PY) bench/bench_engine.py
 
 gpu-check: ## the GPU path measured in one table (CUDA torch installed where a GPU is visible): make gpu-check [ARGS="--device cpu"]
 	bash bench/gpu_check.sh $(ARGS)
