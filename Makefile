@@ -93,6 +93,11 @@ puzzles: setup ## held-out Lichess puzzles, first move and full line: make puzzl
 uci: setup ## the network as a UCI engine on stdin/stdout: make uci [CKPT=checkpoints/pretrained.pt] [ARGS="--device cuda --nodes 800"]
 	@$(PY) -m train.uci --checkpoint $(or $(CKPT),checkpoints/pretrained.pt) $(ARGS)
 
+.PHONY: elo
+elo: setup stockfish ## Elo of a checkpoint against Stockfish levels: make elo CKPT=checkpoints/pretrained.pt [ARGS="--games 40 --tc 10+0.1 --opponent material"]
+	@test -n "$(CKPT)" || { echo "usage: make elo CKPT=checkpoint.pt [ARGS=\"--games 40 --opponent material\"]"; exit 2; }
+	$(PY) -m train.gauntlet --checkpoint $(CKPT) --pgn games/elo.pgn --report games/elo.json $(ARGS)
+
 inspect: setup ## summary of built shards: make inspect [OUT=shards]
 	$(PY) -m dataengine.inspect summary $(OUT)
 
