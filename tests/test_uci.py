@@ -274,7 +274,9 @@ def test_handshake_analysis_and_multipv(tiny_wdl, no_client_warnings):
 
 def test_game_against_stockfish(tiny, no_client_warnings):
     """A whole game: the net at 16 nodes a move by its Nodes option, the clock given as
-    a GUI gives it, against Stockfish at its weakest rated level and few nodes."""
+    a GUI gives it, pondering on Stockfish's time (python-chess sends `ponderhit` when
+    the reply was the expected one, else `stop` and the new position), against
+    Stockfish at its weakest rated level and few nodes."""
     path = find_stockfish()
     if path is None:
         pytest.skip("no stockfish binary (Debian package `stockfish`: /usr/games/stockfish)")
@@ -288,7 +290,7 @@ def test_game_against_stockfish(tiny, no_client_warnings):
                                    black_inc=1)
         while not board.is_game_over(claim_draw=True) and board.ply() < 300:
             if board.turn == chess.WHITE:
-                result = net.play(board, clock, info=chess.engine.INFO_ALL)
+                result = net.play(board, clock, ponder=True, info=chess.engine.INFO_ALL)
                 assert result.info.get("nodes", 0) >= 16
             else:
                 result = stockfish.play(board, chess.engine.Limit(nodes=200))

@@ -332,9 +332,9 @@ class Engine:
         self.debug = False
         self.loaded: _Loaded | None = None
         self.load_error: str | None = None
-        # one long-lived thread does all the network's work (load, warm-up, searches):
-        # each thread that calls torch gets its own OpenMP team, and with a loader thread
-        # and a thread per search the first search on 2 busy cores took ~2 s, not 0.05
+        # one long-lived thread does all the network's work (load, warm-up, searches): with
+        # a loader thread and a thread per search, the first search after the warm-up took
+        # ~2 s on 2 busy cores (0.05 s later on); torch keeps some state per thread
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uci-search")
         self.loading: Future | None = None
         self.worker: Future | None = None
@@ -460,9 +460,9 @@ class Engine:
             self.say("go before position: searching the start position")
             self.board = chess.Board()
         board = self.board.copy()
-        outcome = board.outcome()
         if not any(board.generate_legal_moves()):
-            self.say(f"no legal move: {outcome.termination.name.lower()}; bestmove 0000")
+            ending = "checkmate" if board.is_check() else "stalemate"
+            self.say(f"no legal move: {ending}; bestmove 0000")
             self.write("bestmove 0000")
             return
         if not self.ensure_loaded():
