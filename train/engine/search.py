@@ -99,11 +99,11 @@ class SearchResult(SearchInfo):
 
 def value_to_cp(value: float) -> int:
     """Centipawns of a value in [-1, 1]: ``round(90 * tan(1.5637541897 * value))``, the
-    mapping lc0 used (0.5 -> 97 cp, 0.8 -> 314, 0.9 -> 647), clamped to +-12800 so
-    that a certain result reads as a large score, never as a mate.
+    mapping lc0 used (0.5 -> 89 cp, 0.8 -> 272, 0.9 -> 546, 1 -> 12780), clamped to
+    +-12800: a certain result reads as a large score, never as a mate.
 
     >>> value_to_cp(0.0), value_to_cp(0.5), value_to_cp(-0.5)
-    (0, 97, -97)
+    (0, 89, -89)
     """
     cp = 90.0 * math.tan(1.5637541897 * max(-1.0, min(1.0, value)))
     return int(round(max(-12800.0, min(12800.0, cp))))
