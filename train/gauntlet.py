@@ -318,7 +318,10 @@ class Seats:
             return
         cmd = shlex.join(spec.command)
         try:
-            engine = chess.engine.SimpleEngine.popen_uci(spec.command, timeout=START_TIMEOUT)
+            # its own process group: Ctrl-C stops the gauntlet, which then closes the
+            # engines, instead of killing them mid-game (bogus losses in the report)
+            engine = chess.engine.SimpleEngine.popen_uci(spec.command, timeout=START_TIMEOUT,
+                                                         setpgrp=True)
         except (OSError, chess.engine.EngineError, chess.engine.EngineTerminatedError,
                 TimeoutError) as e:
             raise GauntletError(f"engine {name!r} ({cmd}) did not start: "
