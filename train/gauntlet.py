@@ -92,6 +92,8 @@ BASELINES = {"random": RandomPlayer, "material": MaterialPlayer}
 CLOCK_GRACE = 0.25
 #: seconds a starting engine has to answer `uci` and `isready` (torch imports are slow)
 START_TIMEOUT = 120.0
+#: seconds a started engine has to answer a command other than `go` (`quit`, `isready`)
+COMMAND_TIMEOUT = 10.0
 
 #: how a game ended, beyond python-chess's Termination names
 TIME_FORFEIT, ILLEGAL_MOVE, NO_MOVE, ADJUDICATION = \
@@ -343,6 +345,7 @@ class Seats:
         except BaseException:
             engine.close()  # an engine left open keeps the interpreter from exiting
             raise
+        engine.timeout = COMMAND_TIMEOUT  # started: `quit` and the like answer at once
         self.ids[name] = engine.id.get("name", "?")
         self.engines[name] = engine
 
