@@ -5,6 +5,11 @@ On several GPUs (or CPU processes), launch it with torchrun; --batch-size is per
 process, so the global batch is nproc x batch-size:
 
     torchrun --standalone --nproc-per-node 4 -m train --batch-size 256 ...
+
+A run is named by --checkpoint-prefix and owns its checkpoints and its log
+directory (train/runs.py): where another run's files are, a new run refuses to
+start; --auto-resume continues that run, a new prefix starts one beside it,
+--overwrite replaces it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from train.checkpoint import CheckpointError
 from train.config import add_flags, load_run_config
 from train.distributed import DistributedError, env_rank
 from train.loader import DataError
+from train.runs import RunError, claim
 from train.trainer import TrainingError, train
 
 
@@ -63,9 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         rank = env_rank()
         run = load_run_config(config_path, args)
         cfg = run.train
+        notes = claim(cfg, main=not rank)  # before the log file: another run's log it may be
         setup_logging(Path(cfg.run_dir) / cfg.checkpoint_prefix / "train.log", rank)
+        for note in notes:
+            logging.getLogger("train").info("%s", note)
         summary = train(run)
-    except (ConfigError, DataError, CheckpointError, TrainingError, DistributedError) as e:
+    except (ConfigError, DataError, CheckpointError, TrainingError, DistributedError,
+            RunError) as e:
         print(f"error{f' (rank {rank})' if rank else ''}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

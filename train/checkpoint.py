@@ -64,12 +64,41 @@ def latest(directory: Path, prefix: str) -> Path | None:
     return found[-1][1] if found else None
 
 
-def latest_loadable(directory: Path, prefix: str,
-                    device: str | torch.device = "cpu") -> tuple[Path, dict] | tuple[None, None]:
-    """The newest intermediate checkpoint of ``prefix`` that loads, and its state; newer
-    ones that do not (truncated by a full disk, damaged) are skipped with a warning that
-    names them and says why. (None, None) when there is none."""
-    for _, path in reversed(intermediate(directory, prefix)):
+def peek(path: str | Path) -> dict | None:
+    """``step`` and ``prefix`` (its run's checkpoint_prefix; None in a checkpoint that does
+    not say) of a checkpoint, read without loading its tensors (memory-mapped); None when
+    it does not load."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip checkpoint (mmap needs one), truncated, not a checkpoint
+        try:
+            state = load(path)
+        except CheckpointError:
+            return None
+    if not isinstance(state, dict):
+        return None
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    step = state.get("step")
+    return {"step": step if isinstance(step, int) else None,
+            "prefix": train.get("checkpoint_prefix")}
+
+
+def latest_loadable(directory: Path, prefix: str, device: str | torch.device = "cpu",
+                    final: Path | None = None) -> tuple[Path, dict] | tuple[None, None]:
+    """The newest checkpoint of ``prefix`` that loads, and its state; newer ones that do
+    not (truncated by a full disk, damaged) are skipped with a warning that names them and
+    says why. (None, None) when there is none.
+
+    The candidates are the intermediate checkpoints and ``final`` (the run's final
+    checkpoint, when given and there: a run saved with --save-every 0 has no other),
+    newest step first; at the same step an intermediate one is taken."""
+    candidates = [(step, 1, path) for step, path in intermediate(directory, prefix)]
+    if final is not None and Path(final).is_file():
+        seen = peek(final)
+        step = seen["step"] if seen and seen["step"] is not None else -1
+        candidates.append((step, 0, Path(final)))
+    for _, _, path in sorted(candidates, reverse=True):
         try:
             return path, load(path, device)
         except CheckpointError as e:

@@ -96,17 +96,25 @@ class TrainConfig:
     per GB), so that damage is found before hours of training rather than in the middle."""
     checkpoint_in: str | None = None
     """Initialise the weights from this checkpoint (a new run; missing/unexpected keys reported)."""
-    checkpoint_out: str = "checkpoints/pretrained.pt"
-    """The final checkpoint."""
+    checkpoint_out: str | None = None
+    """The final checkpoint (None: checkpoints/<checkpoint_prefix>.pt)."""
     checkpoint_prefix: str = "pretrained"
-    """Intermediate checkpoints are <dir of checkpoint_out>/<prefix>_step<N>.pt."""
+    """The run's name: its intermediate checkpoints are
+    <dir of checkpoint_out>/<prefix>_step<N>.pt, its metrics and log <run_dir>/<prefix>/.
+    A new run refuses to start where another run's files are (train/runs.py):
+    --auto-resume continues that run, a new prefix starts one beside it, --overwrite
+    replaces it."""
     save_every: int = 5000
     """Save an intermediate checkpoint every N steps (0 = only the final one)."""
     keep_checkpoints: int = 3
     """How many intermediate <prefix>_step<N>.pt checkpoints to keep, the oldest deleted
     first (0 = all); the final checkpoint_out is never deleted."""
     auto_resume: bool = False
-    """Continue from the latest intermediate checkpoint of this prefix, if there is one."""
+    """Continue this run (this prefix) from its newest checkpoint, if there is one: the
+    same data (shards, seed, batch size, curriculum) is required; more --steps extend it."""
+    overwrite: bool = False
+    """Delete the files of the run already at this prefix (its checkpoints, metrics and
+    log) and start a new one in its place."""
     progress_interval: int = 100
     """Every N steps: a metrics line (losses, lr, steps/s, data wait, memory) in
     metrics.jsonl, TensorBoard and the log."""
@@ -159,6 +167,15 @@ class TrainConfig:
             raise ConfigError("train.memory_warning must be > 0 and <= memory_critical")
         if self.device not in DEVICES:
             raise ConfigError(f"train.device must be one of {DEVICES}, got {self.device!r}")
+        prefix = self.checkpoint_prefix
+        if not prefix or prefix in (".", "..") or any(c in prefix for c in "/\\"):
+            raise ConfigError(f"train.checkpoint_prefix must be a plain name (it names the "
+                              f"run's files), got {prefix!r}")
+        if self.auto_resume and self.overwrite:
+            raise ConfigError("--auto-resume continues the run at this prefix and --overwrite "
+                              "replaces it: give one of them")
+        if self.checkpoint_out is None:
+            self.checkpoint_out = str(Path("checkpoints") / f"{prefix}.pt")
 
 
 @dataclass(kw_only=True)

@@ -470,7 +470,9 @@ class BatchLoader:
                 "steps": self.steps, "world": self.world}
 
     def load_state_dict(self, state: dict) -> None:
-        now = {"seed": self.seed, "batch_size": self.global_batch_size, "steps": self.steps}
+        # not "steps": more steps stretch the curriculum's phases, which extending a run
+        # means to do (the trainer says so); a new seed or batch is another data stream
+        now = {"seed": self.seed, "batch_size": self.global_batch_size}
         for key, value in now.items():
             if key in state and state[key] != value:
                 log.warning("loader state was saved with %s=%s, now %s: the batch sequence "

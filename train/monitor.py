@@ -17,7 +17,10 @@ log = logging.getLogger("train")
 class MetricsLog:
     """Appends one JSON object per line to metrics.jsonl (and TensorBoard scalars)."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True):
+    def __init__(self, run_dir: Path, tensorboard: bool, enabled: bool = True,
+                 purge_step: int | None = None):
+        """``purge_step``: a resumed run's first step; TensorBoard hides the events that
+        the interrupted run logged from there on (they are logged again)."""
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
         self.last: dict = {}  # the last line written by this process
@@ -29,7 +32,7 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(str(run_dir))
+                self.writer = SummaryWriter(str(run_dir), purge_step=purge_step)
             except ImportError as e:  # tensorboard is a dependency; degrade, don't die
                 log.warning("TensorBoard logging off: %s", e)
 

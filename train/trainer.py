@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from dataengine.shm import remove_stale_semaphores
 from train import checkpoint as ckpt
-from train import distributed
+from train import distributed, runs
 from train.config import RunConfig
 from train.curriculum import load_curriculum
 from train.distributed import Dist, env_rank
@@ -245,13 +245,48 @@ class ProgressWindow:
                 "data_wait_frac": self.wait / dt}
 
 
-def progress_message(step: int, steps: int, line: dict, device: torch.device) -> str:
-    """The log line of a metrics line: losses, learning rate, speed, memory."""
-    losses = " ".join(f"{k} {v:.4f}" for k, v in line.items()
-                      if k in ("policy", "value", "wdl", "stalemate", "mate", "ssl")
-                      or k.startswith("ssl_") and k != "ssl_scale")
-    return (f"step {step}/{steps} ({100 * step / steps:.1f}%) {losses} | lr {line['lr']:.2e} | "
-            f"{line['steps_per_s']:.1f} steps/s | mem {line['rss_mb']:.0f} MB | {device}")
+def start_message(run: RunConfig, cfg, device: torch.device, model: torch.nn.Module,
+                  amp: torch.dtype | None, step: int) -> str:
+    """The run's first log line: where, what model, how much data, from which step."""
+    batch = (f"batches of {cfg.batch_size} positions" if cfg.accum_steps == 1 else
+             f"batches of {cfg.accum_steps} x {cfg.batch_size} positions (gradients "
+             f"accumulated over {cfg.accum_steps} micro-batches)")
+    start = f", from step {step}" if step else ""
+    return (f"run {cfg.checkpoint_prefix!r} on {device}: {run.model.blocks} blocks x "
+            f"{run.model.channels} channels ({sum(p.numel() for p in model.parameters()):,} "
+            f"parameters), {cfg.steps} steps of {batch}{start}, curriculum {cfg.curriculum}, "
+            f"mixed precision {str(amp).removeprefix('torch.') if amp else 'off'}")
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def progress_message(step: int, steps: int, line: dict) -> str:
+    """The periodic log line: the total loss and its main parts, lr, speed, time left.
+    Every loss (each SSL task's too) is in metrics.jsonl and TensorBoard."""
+    speed = line["steps_per_s"]
+    eta = (steps - step) / speed if speed > 0 else math.inf
+    losses = " ".join(f"{k} {line[k]:.3f}" for k in ("loss", "policy", "value") if k in line)
+    return (f"step {step}/{steps} ({100 * step / steps:.0f}%) | {losses} | lr {line['lr']:.1e} "
+            f"| {speed:.1f} steps/s, {line['positions_per_s']:,.0f} positions/s | "
+            f"ETA {_duration(eta)}")
+
+
+def ssl_message(step: int, line: dict) -> str:
+    """The SSL losses, logged every SSL_LINE_EVERY progress lines."""
+    tasks = " ".join(f"{k.removeprefix('ssl_')} {v:.3f}" for k, v in line.items()
+                     if k.startswith("ssl_") and k != "ssl_scale")
+    return f"step {step} SSL loss {line['ssl']:.3f} (weight {line['ssl_scale']:.3g}): {tasks}"
+
+
+#: The SSL losses get a log line of their own every this many progress lines.
+SSL_LINE_EVERY = 10
 
 
 def held_out_message(step: int, positions: int, held_out: dict[str, float]) -> str:
@@ -269,8 +304,11 @@ def train(run: RunConfig) -> dict:
 
     Under torchrun (WORLD_SIZE > 1) this process is one rank of a data-parallel job:
     the process group is set up here (unless the caller did) and torn down at the end."""
+    notes = runs.claim(run.train, main=env_rank() == 0)  # before anything is written
     if env_rank() == 0:
         remove_stale_semaphores()  # left by killed runs (kill -9 takes the tracker too)
+        for note in notes:
+            log.info("%s", note)
     ddp = distributed.setup(pick_device(run.train.device))
     try:
         return _train(run, ddp)
@@ -281,8 +319,8 @@ def train(run: RunConfig) -> dict:
 def _train(run: RunConfig, ddp: Dist) -> dict:
     cfg = run.train
     device = ddp.device
-    out_dir = Path(cfg.checkpoint_out).parent
-    run_dir = Path(cfg.run_dir) / cfg.checkpoint_prefix
+    files = runs.RunFiles.of(cfg)
+    out_dir, run_dir = files.checkpoint_dir, files.log_dir
 
     if cfg.verify_shards:
         t0 = time.perf_counter()
@@ -291,12 +329,20 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
                  time.perf_counter() - t0)
 
     # -- model, or resume ---------------------------------------------------------------
-    resume_path, state = (ckpt.latest_loadable(out_dir, cfg.checkpoint_prefix)
+    resume_path, state = (ckpt.latest_loadable(out_dir, cfg.checkpoint_prefix,
+                                               final=files.final)
                           if cfg.auto_resume else (None, None))
     if state is not None:
+        notes = runs.check_resume(resume_path, state, run, ddp.world)
         # the model's shape comes from the checkpoint, not from the command line
         run = dataclasses.replace(run, model=ModelConfig(**state["config"]["model"]))
-        log.info("resuming from %s at step %d", resume_path, state["step"])
+        log.info("resuming from %s at step %d (run %r)", resume_path, state["step"],
+                 cfg.checkpoint_prefix)
+        for note in notes:
+            log.info("%s", note)
+    elif cfg.auto_resume:
+        log.info("--auto-resume: no checkpoint of run %r in %s, starting it from step 0",
+                 cfg.checkpoint_prefix, out_dir)
     torch.manual_seed(cfg.seed)
     model = ChessNet(run.model)
     if ddp.enabled:  # BatchNorm statistics of the global batch, as one process has them
@@ -365,13 +411,17 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
         return save(ckpt.step_path(out_dir, cfg.checkpoint_prefix, step), prune=True)
 
     # -- monitoring ---------------------------------------------------------------------
-    metrics = MetricsLog(run_dir, cfg.tensorboard, enabled=ddp.main)
+    if cfg.auto_resume and ddp.main:  # steps after the checkpoint are trained again
+        dropped = runs.trim_metrics(files, step)
+        if dropped:
+            log.info("dropped %d metrics lines after step %d from %s", dropped, step,
+                     files.metrics)
+    metrics = MetricsLog(run_dir, cfg.tensorboard, enabled=ddp.main,
+                         purge_step=step + 1 if cfg.auto_resume else None)
     heartbeat = Heartbeat(cfg.heartbeat_seconds)
     memory = MemoryMonitor(device, cfg.memory_warning, cfg.memory_critical)
-    log.info("device %s, model %s (%s parameters), %d steps of %d x %d, curriculum %s, "
-             "amp %s", device, run.model, f"{sum(p.numel() for p in model.parameters()):,}",
-             cfg.steps, cfg.batch_size, cfg.accum_steps, cfg.curriculum,
-             amp_dtype if cfg.use_amp else "off")
+    log.info("%s", start_message(run, cfg, device, model, amp_dtype if cfg.use_amp else None,
+                                 step))
     if ddp.enabled:
         log.info("%d processes (%s): global batch %d = %d x %d per process", ddp.world,
                  ddp.backend, loader.global_batch_size, ddp.world, cfg.batch_size)
@@ -380,7 +430,7 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
                             policy_from_teacher=cfg.policy_from_teacher) \
         if cfg.eval_every and ddp.main else None
     window = ProgressWindow()
-    consecutive_nonfinite = 0
+    consecutive_nonfinite, lines_logged = 0, 0
     # a bar on a terminal; elsewhere (a log file, nohup, CI) the log line of every
     # progress_interval steps reports progress, and frames of a bar would only clutter it
     bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, unit="step",
@@ -406,7 +456,7 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
                 loss = losses.pop("loss")
                 # the global batch's losses on every rank, so all of them skip a step together
                 seen = ddp.all_sum({"loss": loss, **losses})
-                if not torch.isfinite(seen.pop("loss")):
+                if not torch.isfinite(seen["loss"]):
                     finite = False
                     break
                 if ddp.enabled:  # DDP averages the ranks' gradients; the shares' sum is wanted
@@ -459,7 +509,10 @@ def _train(run: RunConfig, ddp: Dist) -> dict:
             metrics.write(step, line)
             bar.set_postfix(policy=f"{line['policy']:.3f}", value=f"{line['value']:.3f}",
                             ssl=f"{line.get('ssl', float('nan')):.3f}")
-            log.info("%s", progress_message(step, cfg.steps, line, device))
+            log.info("%s", progress_message(step, cfg.steps, line))
+            lines_logged += 1
+            if "ssl" in line and (lines_logged % SSL_LINE_EVERY == 0 or step == cfg.steps):
+                log.info("%s", ssl_message(step, line))
             window = ProgressWindow()
         elif held_out:
             metrics.write(step, held_out)
