@@ -138,7 +138,7 @@ def test_clock_games(capsys, tmp_path):
     code, out, err, report, games = run(
         capsys, tmp_path, "--engine", "cmd=/usr/games/stockfish name=sf-n64 nodes=64",
         "--stockfish", STOCKFISH, "--stockfish-elo", "1350", "--opponent", "random",
-        "--games", 2, "--tc", "1+0.1", "--move-overhead", 100, "--max-plies", 50,
+        "--games", 2, "--tc", "1+0.1", "--move-overhead", 200, "--max-plies", 50,
         "--concurrency", 2, "--quiet")
     assert code == 0, err
     check_counts(report)
