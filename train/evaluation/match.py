@@ -20,7 +20,15 @@ scores (1, 1/2, 0) have the trinomial variance
 ``var = (W (1 - s)^2 + D (1/2 - s)^2 + L s^2) / n``; the 95% interval of the
 score is ``s +- 1.96 sqrt(var / n)`` (normal approximation), clipped to [0, 1],
 and both ends go through ``Elo(s) = -400 log10(1 / s - 1)``. A score of 0 or 1
-(or an interval end there) is an unbounded Elo: -inf / +inf.
+(or an interval end there) is an unbounded Elo: -inf / +inf. Where an end of the
+interval is unbounded the summary gives a one-sided bound instead (``elo_bound``):
+the Elo is *below* ``Elo(u)`` at 95%, ``u`` the score's one-sided 95% upper bound.
+At 0 points in ``n`` games (where the interval above is [0, 0]) that is the exact
+``u = 1 - 0.05^(1/n)``: were A's expected score any higher, it would lose every
+game with a chance under 5%. With a few points it is the Wilson bound (z = 1.645),
+whose binomial variance is no smaller than the trinomial one. At the other end
+the Elo is *above* ``Elo(l)``, the same way. :func:`elo_text` writes
+"+191 [+50, +400]", or "below -607 at 95%" for 100 games lost.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ __all__ = [
     "GameRecord",
     "Opening",
     "elo_from_score",
+    "elo_text",
     "play_match",
     "read_openings",
     "schedule",
@@ -54,6 +63,7 @@ __all__ = [
 #: material adjudication at the ply cap: this lead (in pawns) wins, less is a draw
 MATERIAL_MARGIN = 3
 Z95 = 1.959963984540054
+Z95_ONE_SIDED = 1.6448536269514722
 
 
 @dataclass(frozen=True)
@@ -236,6 +246,51 @@ def elo_from_score(score: float) -> float:
     return -400.0 * math.log10(1.0 / score - 1.0) + 0.0  # + 0.0: no "-0" at a score of 1/2
 
 
+def wilson_bound(score: float, n: int, upper: bool, z: float = Z95_ONE_SIDED) -> float:
+    """The Wilson score bound of a proportion ``score`` seen in ``n`` trials (upper or
+    lower): finite and inside (0, 1) even at a score of 0 or 1.
+
+    >>> round(wilson_bound(0.0, 100, upper=True), 4), round(wilson_bound(1.0, 100, False), 4)
+    (0.0263, 0.9737)
+    """
+    centre = score + z * z / (2 * n)
+    half = z * math.sqrt(score * (1 - score) / n + z * z / (4 * n * n))
+    return (centre + half if upper else centre - half) / (1 + z * z / n)
+
+
+def elo_bound(score: float, score_95: tuple[float, float], n: int) -> dict | None:
+    """``{"side": "below" | "above", "elo", "score"}`` where the score's 95% interval
+    reaches 0 or 1 (its Elo is unbounded there), else None (module doc)."""
+    lo, hi = score_95
+    if lo <= 0.0 < 1.0 <= hi or n == 0:
+        return None  # unbounded both ways: too few games for any bound
+    exact = 0.05 ** (1 / n)  # a chance of 5% to score nothing (everything) in n games
+    if lo <= 0.0:
+        bound = 1 - exact if score <= 0.0 else wilson_bound(score, n, upper=True)
+        return {"side": "below", "elo": elo_from_score(bound), "score": bound}
+    if hi >= 1.0:
+        bound = exact if score >= 1.0 else wilson_bound(score, n, upper=False)
+        return {"side": "above", "elo": elo_from_score(bound), "score": bound}
+    return None
+
+
+def elo_text(summary: dict) -> str:
+    """A match summary's Elo for people: "+191 [+50, +400]" (the 95% interval), or at an
+    extreme score "below -607 at 95%" / "above +607 at 95%" (:func:`elo_bound`) instead
+    of an infinite end."""
+    elo, (lo, hi), bound = summary["elo"], summary["elo_95"], summary.get("elo_bound")
+
+    def fmt(x: float) -> str:
+        return f"{x:+.0f}" if math.isfinite(x) else ("+inf" if x > 0 else "-inf")
+
+    if bound:
+        point = f"{fmt(elo)}, " if math.isfinite(elo) else ""
+        return f"{point}{bound['side']} {fmt(bound['elo'])} at 95%"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{fmt(elo)} (any Elo is in its 95% interval: too few games)"
+    return f"{fmt(elo)} [{fmt(lo)}, {fmt(hi)}]"
+
+
 def summarize(records: list[GameRecord]) -> dict:
     """W/D/L from A's view, score, Elo and its 95% interval (see the module doc)."""
     n = len(records)
@@ -256,6 +311,7 @@ def summarize(records: list[GameRecord]) -> dict:
         "points": wins + 0.5 * draws, "score": s,
         "score_95": [lo, hi],
         "elo": elo_from_score(s), "elo_95": [elo_from_score(lo), elo_from_score(hi)],
+        "elo_bound": elo_bound(s, (lo, hi), n),
         "mean_plies": sum(len(r.moves) for r in records) / n,
         "terminations": dict(sorted(terminations.items())),
     }

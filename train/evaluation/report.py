@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from train.evaluation.heldout import METRIC_BY_KEY
+from train.evaluation.match import elo_text
 
 __all__ = ["format_report", "json_safe"]
 
@@ -25,10 +26,6 @@ def _num(x: float | None, sign: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x:+.4f}" if sign else f"{x:.4f}"
-
-
-def _elo(x: float) -> str:
-    return f"{x:+.0f}" if math.isfinite(x) else ("+inf" if x > 0 else "-inf")
 
 
 def _table(header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
@@ -86,11 +83,11 @@ def format_report(report: dict) -> str:
         out.append(f"match: {match['games']} games, {match['openings']} openings x 2 colours "
                    f"from {match['book']}, ply cap {match['max_plies']} "
                    f"(adjudicated: {match['adjudicate']})")
-        lo, hi = match["elo_95"]
-        out += _table(["", "A wins", "draws", "A losses", "score (A)", "Elo A - B", "95% interval"],
+        out += _table(["", "A wins", "draws", "A losses", "score (A)",
+                       "Elo A - B [95% interval]"],
                       [["result", str(match["wins"]), str(match["draws"]), str(match["losses"]),
                         f"{match['points']:g}/{match['games']} = {match['score']:.3f}",
-                        _elo(match["elo"]), f"[{_elo(lo)}, {_elo(hi)}]"]])
+                        elo_text(match)]])
         endings = ", ".join(f"{k} {v}" for k, v in match["terminations"].items())
         out.append(f"endings: {endings}; mean length {match['mean_plies']:.1f} plies")
         if match.get("pgn"):
