@@ -98,6 +98,10 @@ elo: setup stockfish ## Elo of a checkpoint against Stockfish levels: make elo C
 	@test -n "$(CKPT)" || { echo "usage: make elo CKPT=checkpoint.pt [ARGS=\"--games 40 --opponent material\"]"; exit 2; }
 	$(PY) -m train.gauntlet --checkpoint $(CKPT) --pgn games/elo.pgn --report games/elo.json $(ARGS)
 
+.PHONY: export
+export: setup ## the network for use elsewhere (TorchScript, or ONNX with pip install -e '.[onnx]'): make export [CKPT=checkpoints/pretrained.pt] [ARGS="--format onnx --out net.onnx --weights raw"]
+	$(PY) -m train.export $(or $(CKPT),checkpoints/pretrained.pt) $(ARGS)
+
 inspect: setup ## summary of built shards: make inspect [OUT=shards]
 	$(PY) -m dataengine.inspect summary $(OUT)
 
