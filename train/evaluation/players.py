@@ -6,7 +6,8 @@ one batch. The players:
 
 * :class:`NetPlayer`: a checkpoint. With ``sims == 0`` the policy's best legal
   move (illegal moves masked with ``dataengine.policy.legal_move_mask``);
-  otherwise a batched PUCT search (:mod:`train.evaluation.search`).
+  otherwise the engine's PUCT search of each board (:func:`train.engine.search.search_many`:
+  the games' searches in lockstep, their leaves in one network call).
 * :class:`RandomPlayer` (``random``): a uniformly random legal move, seeded.
 * :class:`MaterialPlayer` (``material``): one ply greedy on material after the
   move (P 1, N 3, B 3, R 5, Q 9; a mate counts above any material), ties broken
@@ -31,7 +32,6 @@ from dataengine.teacher import EngineNotFound
 from dataengine.teacher import find_stockfish as teacher_find_stockfish
 from train import checkpoint as ckpt
 from train.evaluation.inputs import board_inputs
-from train.evaluation.search import puct_search
 from train.expand import INPUT_FORMAT_VERSION, N_INPUT_PLANES
 from train.model import ChessNet, ModelConfig
 
@@ -200,6 +200,7 @@ class NetPlayer(Player):
                  sims: int = 0, cpuct: float = 1.5, batch_size: int = 1024) -> None:
         self.name, self.model, self.device = name, model, device
         self.sims, self.cpuct, self.batch_size = sims, cpuct, batch_size
+        self._evaluator = None
         how = f"PUCT {sims} simulations, c_puct {cpuct}" if sims else "best legal policy move"
         self.description = f"{model.describe()}; {how}"
 
@@ -215,7 +216,14 @@ class NetPlayer(Player):
 
     def choose(self, boards: list[chess.Board]) -> list[chess.Move]:
         if self.sims > 0:
-            return puct_search(boards, self.evaluate, sims=self.sims, cpuct=self.cpuct)
+            from train.engine.net import Evaluator  # the engine imports this module
+            from train.engine.search import SearchConfig, search_many
+
+            if self._evaluator is None:
+                self._evaluator = Evaluator(self.model.net, self.device)
+            results = search_many(self._evaluator, boards, self.sims,
+                                  SearchConfig(cpuct=self.cpuct))
+            return [r.move for r in results]
         logits, _ = self.evaluate(boards)
         moves = []
         for board, row in zip(boards, logits, strict=True):
