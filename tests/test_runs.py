@@ -104,6 +104,9 @@ def test_checkpoint_out_naming_another_runs_final_is_refused(shards, in_tmp):
         with pytest.raises(RunError, match="is the final checkpoint of run 'pretrained'"):
             train(config(shards, checkpoint_prefix="b", auto_resume=resume,
                          checkpoint_out="checkpoints/pretrained.pt"))
+    train(config(shards, steps=1, checkpoint_prefix="b", overwrite=True,
+                 checkpoint_out="checkpoints/pretrained.pt"))
+    assert ckpt.peek("checkpoints/pretrained.pt") == {"step": 1, "prefix": "b"}
 
 
 def test_overwrite_replaces_the_old_run(shards, in_tmp, caplog):

@@ -131,7 +131,7 @@ def claim(cfg: TrainConfig, main: bool = True) -> list[str]:
     files = RunFiles.of(cfg)
     final = ckpt.peek(files.final) if files.final.is_file() else None
     final_prefix = (final or {}).get("prefix")
-    if files.final.is_file() and final_prefix not in (None, files.prefix):
+    if files.final.is_file() and final_prefix not in (None, files.prefix) and not cfg.overwrite:
         # --checkpoint-out names another run's final checkpoint
         step = final["step"] if final else "unknown"
         raise RunError(f"{files.final} is the final checkpoint of run {final_prefix!r} (step "
@@ -139,6 +139,8 @@ def claim(cfg: TrainConfig, main: bool = True) -> list[str]:
                        "--checkpoint-out, or --overwrite to replace that file")
     if cfg.auto_resume:
         return []  # the trainer takes the newest checkpoint of this prefix, if any
+    if cfg.overwrite and not main:
+        return []  # the main process deletes (and describes) what is there
     found = _describe(files, final)
     if found is None:
         stale = files.events()

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from dataengine.shm import remove_stale_semaphores
 from train import checkpoint as ckpt
 from train import distributed, runs
-from train.config import RunConfig
+from train.config import RunConfig, TrainConfig
 from train.curriculum import load_curriculum
 from train.distributed import Dist, env_rank
 from train.ema import ema_weights, make_ema
@@ -245,7 +245,7 @@ class ProgressWindow:
                 "data_wait_frac": self.wait / dt}
 
 
-def start_message(run: RunConfig, cfg, device: torch.device, model: torch.nn.Module,
+def start_message(run: RunConfig, cfg: TrainConfig, device: torch.device, model: torch.nn.Module,
                   amp: torch.dtype | None, step: int) -> str:
     """The run's first log line: where, what model, how much data, from which step."""
     batch = (f"batches of {cfg.batch_size} positions" if cfg.accum_steps == 1 else
