@@ -14,7 +14,8 @@ Stages:
    whole compressed file, is held in memory at once), their position keys and game
    ids, the skips (counted, the first ``skip_log_limit`` in full), and last the
    part's marker (atomically; a finished part is never redone, which is what
-   makes an interrupted build resumable).
+   makes an interrupted build resumable). Inputs that gave no position at all stop
+   the build here, with the reasons (`empty_inputs`), before anything is written.
 3. **merge** (deterministic): cap repeats of a position (keys spilled to disk:
    ``dataengine.spill``; with a pool, counted in memory while the parse runs:
    `EarlyCap`), choose the validation games, and count each part's kept
@@ -1031,6 +1032,7 @@ def build(
                 print(f"{out}/{MANIFEST} is up to date with the inputs (use --force to rebuild)")
             return manifests.read(out, check_version=False).to_json()
         work = out / WORK
+        resumed = work.exists()
         work.mkdir(parents=True, exist_ok=True)
         # with a pool (or a cluster) this process would wait during the parse: it does
         # the merge's first pass then; alone it gains nothing by doing it earlier
@@ -1039,10 +1041,8 @@ def build(
                   early.finished if early is not None else None)
         empty = empty_inputs(files, tasks, work)
         if len(empty) == len(files):  # before the merge: an earlier build's shards stay
-            if not keep_work:
-                shutil.rmtree(work, ignore_errors=True)
-                if not existed:
-                    shutil.rmtree(out, ignore_errors=True)
+            if not (keep_work or resumed):  # (another build's parts may wait there)
+                shutil.rmtree(work if existed else out, ignore_errors=True)
             reasons = list(empty.values())
             raise BuildError("nothing built: " + (
                 reasons[0] if len(reasons) == 1
