@@ -50,7 +50,6 @@ import argparse
 import datetime
 import importlib.util
 import json
-import math
 import os
 import queue
 import re
@@ -70,6 +69,7 @@ from dataengine.teacher import EngineNotFound, find_stockfish
 from train.elo import ANCHOR, fit_ratings
 from train.evaluation.match import GameBoard, Opening, read_openings, schedule
 from train.evaluation.players import EvalError, MaterialPlayer, Player, RandomPlayer
+from train.evaluation.report import json_safe
 
 __all__ = [
     "GameRecord",
@@ -733,16 +733,6 @@ def write_pgn(records: list[GameRecord], path: str, tc: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for record in records:
             print(to_pgn(record, tc, date), file=f, end="\n\n")
-
-
-def json_safe(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 # ----------------------------------------------------------------------------- command line
