@@ -37,8 +37,9 @@ from pathlib import Path
 
 import chess
 
-from dataengine.readers.base import ReaderError, Skip, _board_or_skip, _clip, _open
+from dataengine.readers.base import ReaderError, Skip, _clip, _open
 from dataengine.readers.base import _table as _csv_rows
+from dataengine.readers.puzzles import puzzle_start
 
 __all__ = [
     "BANDS",
@@ -123,16 +124,10 @@ def parse_row(puzzle_id: str, fen: str, moves_text: str, rating_text: str, theme
     """A row's fields -> a Puzzle, or a Skip with the reader's reason keys (``bad_rating``,
     ``bad_fen``, ``invalid_position``, ``no_moves``, ``bad_move``, ``illegal_move``)."""
     what = f"puzzle {puzzle_id!r}: "
-    try:
-        rating = int(rating_text)
-    except ValueError:
-        return Skip("bad_rating", path, line, _clip(f"{what}rating {rating_text!r}"))
-    board = _board_or_skip(fen, path, line, what)
-    if isinstance(board, Skip):
-        return board
-    ucis = moves_text.split()
-    if len(ucis) < 2:
-        return Skip("no_moves", path, line, _clip(f"{what}moves {moves_text!r}"))
+    start = puzzle_start(puzzle_id, fen, moves_text, rating_text, path, line)
+    if isinstance(start, Skip):
+        return start
+    rating, board, ucis = start
     moves = []
     for ply, uci in enumerate(ucis):
         who = "setup move" if ply == 0 else f"move {ply + 1}"

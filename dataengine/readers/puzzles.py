@@ -39,8 +39,11 @@ def _read_puzzles(path: str, start: int, end: int | None) -> Iterator[Unit | Ski
         yield row if isinstance(row, Skip) else _puzzle_unit(path, *row)
 
 
-def _puzzle_unit(path: str, line: int, fields: list[str]) -> Unit | Skip:
-    puzzle_id, fen, moves_text, rating_text, themes = fields
+def puzzle_start(puzzle_id: str, fen: str, moves_text: str, rating_text: str, path: str,
+                 line: int) -> tuple[int, chess.Board, list[str]] | Skip:
+    """A puzzle row's rating, starting board and UCI moves (at least two), or the Skip
+    (``bad_rating``, ``bad_fen``, ``invalid_position``, ``no_moves``) that ends it; the
+    build's reader and the puzzle benchmark (``train.puzzles``) both start here."""
     what = f"puzzle {puzzle_id!r}: "
     try:
         rating = int(rating_text)
@@ -52,6 +55,16 @@ def _puzzle_unit(path: str, line: int, fields: list[str]) -> Unit | Skip:
     ucis = moves_text.split()
     if len(ucis) < 2:
         return Skip("no_moves", path, line, _clip(f"{what}moves {moves_text!r}"))
+    return rating, board, ucis
+
+
+def _puzzle_unit(path: str, line: int, fields: list[str]) -> Unit | Skip:
+    puzzle_id, fen, moves_text, rating_text, themes = fields
+    what = f"puzzle {puzzle_id!r}: "
+    start = puzzle_start(puzzle_id, fen, moves_text, rating_text, path, line)
+    if isinstance(start, Skip):
+        return start
+    rating, board, ucis = start
     solver = not board.turn
     cols = _Columns()
     for ply, uci in enumerate(ucis):
